@@ -1,0 +1,89 @@
+// The pybind11 module anode_native._C: the solver drivers and typed error translation.
+// The fused ops themselves are reached through torch.ops.anode_native (registered in ops.cpp).
+#include <ATen/ops/stack.h>
+#include <torch/csrc/utils/pybind.h>
+#include <pybind11/stl.h>
+
+#include "solver/dopri5.h"
+#include "solver/errors.h"
+#include "solver/fixed_grid.h"
+#include "solver/python_field.h"
+
+namespace py = pybind11;
+
+namespace anode {
+namespace {
+
+py::tuple stats_tuple(const SolveStats& s) { return py::make_tuple(s.nfe, s.accepted, s.rejected); }
+
+// Returns (solution [len(times), *y0.shape], (nfe, accepted, rejected)).
+py::tuple solve_dopri5(py::object func, const at::Tensor& y0, const std::vector<double>& times,
+                       const AdaptiveOptions& options) {
+  PythonField field(std::move(func), options.phase);
+  Dopri5Solver solver(field, options);
+  at::Tensor solution = at::stack(solver.solve(y0, times));
+  return py::make_tuple(solution, stats_tuple(solver.stats()));
+}
+
+py::tuple solve_fixed(py::object func, const at::Tensor& y0, const std::vector<double>& times,
+                      const std::string& method, std::optional<double> step_size) {
+  PythonField field(std::move(func), "forward");
+  SolveStats stats;
+  at::Tensor solution = at::stack(solve_fixed_grid(field, parse_fixed_method(method), y0, times, step_size, stats));
+  return py::make_tuple(solution, stats_tuple(stats));
+}
+
+void set_python_error(const char* class_name, const char* message) {
+  py::object cls = py::module_::import("anode_native.errors").attr(class_name);
+  PyErr_SetString(cls.ptr(), message);
+}
+
+}  // namespace
+}  // namespace anode
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "anode-native engine: Dormand-Prince driver, fixed-grid driver and adjoint";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const anode::SolverException& e) {
+      anode::set_python_error(anode::python_error_name(e.kind()), e.what());
+    } catch (const c10::ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
+    } catch (const c10::TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what_without_backtrace());
+    } catch (const c10::Error& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    }
+  });
+
+  py::class_<anode::AdaptiveOptions>(m, "AdaptiveOptions")
+      .def(py::init<>())
+      .def_readwrite("rtol", &anode::AdaptiveOptions::rtol)
+      .def_readwrite("atol", &anode::AdaptiveOptions::atol)
+      .def_readwrite("segments", &anode::AdaptiveOptions::segments)
+      .def_readwrite("segment_in_norm", &anode::AdaptiveOptions::segment_in_norm)
+      .def_readwrite("first_step", &anode::AdaptiveOptions::first_step)
+      .def_readwrite("max_num_steps", &anode::AdaptiveOptions::max_num_steps)
+      .def_readwrite("min_step", &anode::AdaptiveOptions::min_step)
+      .def_readwrite("max_step", &anode::AdaptiveOptions::max_step)
+      .def_readwrite("step_t", &anode::AdaptiveOptions::step_t)
+      .def_readwrite("jump_t", &anode::AdaptiveOptions::jump_t)
+      .def_readwrite("safety", &anode::AdaptiveOptions::safety)
+      .def_readwrite("ifactor", &anode::AdaptiveOptions::ifactor)
+      .def_readwrite("dfactor", &anode::AdaptiveOptions::dfactor)
+      .def_readwrite("time_float32", &anode::AdaptiveOptions::time_float32)
+      .def_readwrite("phase", &anode::AdaptiveOptions::phase);
+
+  m.def("solve_dopri5", &anode::solve_dopri5, py::arg("func"), py::arg("y0"), py::arg("times"), py::arg("options"));
+  m.def("solve_fixed", &anode::solve_fixed, py::arg("func"), py::arg("y0"), py::arg("times"), py::arg("method"),
+        py::arg("step_size") = py::none());
+  m.attr("has_cuda") = py::bool_(
+#ifdef ANODE_WITH_CUDA
+      true
+#else
+      false
+#endif
+  );
+}

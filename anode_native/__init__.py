@@ -2,6 +2,8 @@
 
 Drop-in for torchdiffeq: ``from anode_native import odeint`` (and ``odeint_adjoint``).
 """
+import torch  # noqa: F401  (loads libc10/libtorch, which _C links against)
+
 try:
     from . import _C  # noqa: F401  (registers torch.ops.anode_native and the drivers)
 except ImportError as exc:  # never fall back silently to a Python solver
@@ -21,6 +23,7 @@ from .errors import (  # noqa: E402
     StepSizeUnderflowError,
 )
 from .odeint import odeint  # noqa: E402
+from .adjoint import odeint_adjoint  # noqa: E402
 from .stats import SolverStats, last_stats  # noqa: E402
 
 __version__ = "0.1.0"

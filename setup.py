@@ -35,12 +35,13 @@ def sources(pattern):
 def extension():
     cpp = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp") + sources("csrc/solver/*.cpp")
     include_dirs = [os.path.join(ROOT, "csrc", "include"), os.path.join(ROOT, "csrc")]
-    cxx_flags = ["-O3", "-fvisibility=hidden"]
+    # No FMA contraction anywhere (-ffp-contract=off for host code, --fmad=false for device
+    # code): the CPU and CUDA kernels then run the shared element functions with the same
+    # roundings, bit for bit, and the driver's step-size arithmetic rounds as torchdiffeq's does.
+    cxx_flags = ["-O3", "-fvisibility=hidden", "-ffp-contract=off"]
     if not build_cuda():
         return CppExtension("anode_native._C", cpp, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags})
-    # No FMA contraction: the kernels then round exactly as the CPU build of the same element
-    # functions (and as torch's separate ops in the reference) do; they are memory bound anyway.
-    nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo", "--fmad=false"]
+    nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo", "--fmad=false", "-Xcompiler", "-ffp-contract=off"]
     return CUDAExtension(
         "anode_native._C",
         cpp + sources("csrc/cuda/*.cu"),

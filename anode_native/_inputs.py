@@ -68,9 +68,9 @@ def _tolerance(name: str, value, shapes, y0: torch.Tensor) -> torch.Tensor:
         if len(value) != len(shapes):
             raise InvalidInputError(f"{name} has {len(value)} entries but the state tuple has {len(shapes)}")
         parts = [torch.as_tensor(v, dtype=torch.float64).expand(s).reshape(-1) for v, s in zip(value, shapes)]
-        tol = torch.cat(parts).to(y0.device)
+        tol = torch.cat(parts)
     else:
-        tol = torch.as_tensor(value, dtype=torch.float64).to(y0.device)
+        tol = torch.as_tensor(value, dtype=torch.float64)
         if tol.numel() != 1:
             if tol.numel() != y0.numel():
                 raise InvalidInputError(
@@ -79,9 +79,12 @@ def _tolerance(name: str, value, shapes, y0: torch.Tensor) -> torch.Tensor:
             tol = tol.reshape(-1)
         else:
             tol = tol.reshape(())
+    # Checked where the values are (the host, for numbers): no device read-back for a CUDA state.
     if not bool(torch.isfinite(tol).all()) or bool((tol < 0).any()):
         raise InvalidInputError(f"{name} must be finite and non-negative, got {value}")
-    return tol
+    if tol.dim() == 0 and tol.device != y0.device:
+        return torch.full((), float(tol), dtype=torch.float64, device=y0.device)  # a fill, not a synchronising copy
+    return tol.to(y0.device)
 
 
 def _options(method: str, options) -> dict:

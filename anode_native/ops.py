@@ -23,6 +23,14 @@ def _as_floats(xs) -> list[float]:
     return [float(v) for v in xs]
 
 
+def _tolerance(tol, y: torch.Tensor) -> torch.Tensor:
+    """float64 on y's device; a number becomes a fill there (copying it from the host would
+    synchronise with a CUDA device)."""
+    if isinstance(tol, (int, float)):
+        return torch.full((), float(tol), dtype=torch.float64, device=y.device)
+    return torch.as_tensor(tol, dtype=torch.float64, device=y.device)
+
+
 def rk_combine(y: torch.Tensor, k: Sequence[torch.Tensor], coeffs, dt) -> torch.Tensor:
     """``y + dt * sum_j coeffs[j] * k[j]``."""
     return _ops.rk_combine(y, list(k), _as_floats(coeffs), _as_float(dt))
@@ -35,8 +43,7 @@ def rk_step_error(y, k, b, e, dt):
 
 def rk_error_ratio(y0, y1, k, e, dt, rtol, atol, segment_sizes=()):
     """Per-segment RMS of ``err / (atol + rtol * max(|y0|, |y1|))``, float64."""
-    rtol = torch.as_tensor(rtol, dtype=torch.float64, device=y0.device)
-    atol = torch.as_tensor(atol, dtype=torch.float64, device=y0.device)
+    rtol, atol = _tolerance(rtol, y0), _tolerance(atol, y0)
     return _ops.rk_error_ratio(y0, y1, list(k), _as_floats(e), _as_float(dt), rtol, atol, list(segment_sizes))
 
 

@@ -4,6 +4,7 @@
 #include <torch/csrc/utils/pybind.h>
 #include <pybind11/stl.h>
 
+#include "solver/adjoint.h"
 #include "solver/dopri5.h"
 #include "solver/errors.h"
 #include "solver/fixed_grid.h"
@@ -31,6 +32,20 @@ py::tuple solve_fixed(py::object func, const at::Tensor& y0, const std::vector<d
   SolveStats stats;
   at::Tensor solution = at::stack(solve_fixed_grid(field, parse_fixed_method(method), y0, times, step_size, stats));
   return py::make_tuple(solution, stats_tuple(stats));
+}
+
+// The adjoint backward pass (csrc/solver/adjoint.h). `options` describe the augmented state
+// [y, a_y, a_theta, a_t]; `fixed_method` (euler/midpoint/rk4) replaces dopri5 when given.
+// Returns (grad_y0, [grad_param...], grad_t [T] or None, (nfe, accepted, rejected)).
+py::tuple adjoint_backward_py(py::object func, const std::vector<at::Tensor>& params, const std::vector<double>& times,
+                           const at::Tensor& ys, const at::Tensor& grad_ys, bool t_requires_grad,
+                           const AdaptiveOptions& options, std::optional<std::string> fixed_method,
+                           std::optional<double> step_size) {
+  AdjointIntegrator integrator{options, std::nullopt, step_size};
+  if (fixed_method) integrator.fixed = parse_fixed_method(*fixed_method);
+  AdjointGrads grads = anode::adjoint_backward(std::move(func), params, times, ys, grad_ys, t_requires_grad, integrator);
+  py::object grad_t = grads.times ? py::cast(*grads.times) : py::none();
+  return py::make_tuple(grads.y0, grads.params, grad_t, stats_tuple(grads.stats));
 }
 
 void set_python_error(const char* class_name, const char* message) {
@@ -79,6 +94,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("solve_dopri5", &anode::solve_dopri5, py::arg("func"), py::arg("y0"), py::arg("times"), py::arg("options"));
   m.def("solve_fixed", &anode::solve_fixed, py::arg("func"), py::arg("y0"), py::arg("times"), py::arg("method"),
         py::arg("step_size") = py::none());
+  m.def("adjoint_backward", &anode::adjoint_backward_py, py::arg("func"), py::arg("params"), py::arg("times"),
+        py::arg("ys"), py::arg("grad_ys"), py::arg("t_requires_grad"), py::arg("options"),
+        py::arg("fixed_method") = py::none(), py::arg("step_size") = py::none());
   m.attr("has_cuda") = py::bool_(
 #ifdef ANODE_WITH_CUDA
       true

@@ -1,36 +1,23 @@
 #pragma once
-// Host-side argument checks and kernel-argument packing shared by the CPU and CUDA op files.
+// Host-side argument checks, output allocation and kernel-argument packing shared by the CPU and
+// CUDA backends (the op bodies that use them are in rk_ops_impl.h), and the backends' entry points.
+#include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <optional>
+#include <tuple>
 #include <vector>
 
 #include "anode_native/macros.h"
 #include "anode_native/rk_element.h"
 
+#define ANODE_DISPATCH_FLOATING(TYPE, NAME, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, TYPE, NAME, __VA_ARGS__)
+
 namespace anode {
-
-// Every stage must look like the state: same shape, dtype and device.
-inline void check_stages(const char* op, const at::Tensor& y, at::TensorList k, size_t n_weights) {
-  TORCH_CHECK(at::isFloatingType(y.scalar_type()), op, ": state must be floating point, got ", y.scalar_type());
-  TORCH_CHECK(!k.empty(), op, ": needs at least one stage");
-  TORCH_CHECK(k.size() <= static_cast<size_t>(kMaxStages), op, ": at most ", kMaxStages, " stages, got ", k.size());
-  TORCH_CHECK(k.size() == n_weights, op, ": got ", k.size(), " stages but ", n_weights, " weights");
-  for (size_t j = 0; j < k.size(); ++j) {
-    TORCH_CHECK(k[j].sizes() == y.sizes(), op, ": stage ", j, " has shape ", k[j].sizes(), ", state has ", y.sizes());
-    TORCH_CHECK(k[j].scalar_type() == y.scalar_type(), op, ": stage ", j, " has dtype ", k[j].scalar_type(),
-                ", state has ", y.scalar_type());
-    TORCH_CHECK(k[j].device() == y.device(), op, ": stage ", j, " is on ", k[j].device(), ", state on ", y.device());
-  }
-}
-
-inline std::vector<at::Tensor> contiguous_all(at::TensorList k) {
-  std::vector<at::Tensor> out;
-  out.reserve(k.size());
-  for (const auto& t : k) out.push_back(t.contiguous());
-  return out;
-}
 
 // Packs stages with weights scale * w_j. Stages with a zero weight are skipped unless `keep_all`.
 template <typename scalar_t, typename acc_t>
@@ -61,29 +48,84 @@ DensePoints<acc_t> pack_dense_points(at::ArrayRef<double> theta, double dt) {
   return p;
 }
 
-inline void check_theta(const char* op, at::ArrayRef<double> theta) {
-  for (double x : theta) {
-    TORCH_CHECK(x >= 0.0 && x <= 1.0, op, ": dense-output fraction must lie in [0, 1], got ", x);
+// Contiguous inputs and freshly allocated (contiguous) outputs of one op call, after the checks.
+struct CombineArgs {
+  at::Tensor y;
+  std::vector<at::Tensor> k;
+  at::Tensor out;
+};
+struct StepErrorArgs {
+  at::Tensor y;
+  std::vector<at::Tensor> k;
+  at::Tensor y1, err;
+};
+struct ErrorRatioArgs {
+  at::Tensor y0, y1;
+  std::vector<at::Tensor> k;
+  at::Tensor rtol, atol;          // float64; stride 0 (one value) or 1 (one per element)
+  int64_t rtol_stride, atol_stride;
+  std::vector<int64_t> segments;  // sizes, adding up to numel
+  at::Tensor ratio;               // float64 [segments], to be filled
+};
+struct DenseArgs {
+  at::Tensor y0, y1;
+  std::vector<at::Tensor> k;
+  at::Tensor out;  // [len(theta), *state]
+};
+struct StageGradsArgs {
+  at::Tensor grad_a, grad_b;  // grad_b undefined when absent
+  std::vector<at::Tensor> out;
+};
+struct DenseBackwardArgs {
+  at::Tensor grad;              // [len(theta), *state]
+  int64_t numel;                // of the state
+  std::vector<at::Tensor> out;  // y0, y1, k0..k6 (zeros when theta is empty)
+};
+
+CombineArgs prepare_combine(const at::Tensor& y, at::TensorList k, at::ArrayRef<double> coeffs);
+StepErrorArgs prepare_step_error(const at::Tensor& y, at::TensorList k, at::ArrayRef<double> b,
+                                 at::ArrayRef<double> e);
+ErrorRatioArgs prepare_error_ratio(const at::Tensor& y0, const at::Tensor& y1, at::TensorList k,
+                                   at::ArrayRef<double> e, const at::Tensor& rtol, const at::Tensor& atol,
+                                   at::IntArrayRef segment_sizes);
+DenseArgs prepare_dense(const at::Tensor& y0, const at::Tensor& y1, at::TensorList k, at::ArrayRef<double> theta);
+StageGradsArgs prepare_stage_grads(const at::Tensor& grad_a, const std::optional<at::Tensor>& grad_b,
+                                   at::ArrayRef<double> u, at::ArrayRef<double> v);
+DenseBackwardArgs prepare_dense_backward(const at::Tensor& grad, at::ArrayRef<double> theta);
+
+// Stage-gradient outputs with their weights dt * u_j and dt * v_j (v unused without grad_b).
+template <typename scalar_t, typename acc_t>
+StageGradWeights<scalar_t, acc_t> pack_stage_grads(const StageGradsArgs& a, at::ArrayRef<double> u,
+                                                   at::ArrayRef<double> v, double dt) {
+  StageGradWeights<scalar_t, acc_t> s{};
+  s.n = static_cast<int>(u.size());
+  for (int j = 0; j < s.n; ++j) {
+    s.out[j] = a.out[j].mutable_data_ptr<scalar_t>();
+    s.u[j] = static_cast<acc_t>(dt * u[j]);
+    s.v[j] = a.grad_b.defined() ? static_cast<acc_t>(dt * v[j]) : acc_t(0);
   }
+  return s;
 }
 
-// Tolerance tensor: one value, or one per state element.
-inline void check_tolerance(const char* op, const char* name, const at::Tensor& tol, const at::Tensor& y) {
-  TORCH_CHECK(tol.numel() == 1 || tol.numel() == y.numel(), op, ": ", name,
-              " must have one element or one per state element (", y.numel(), "), got ", tol.numel());
-  TORCH_CHECK(tol.device() == y.device(), op, ": ", name, " is on ", tol.device(), ", state on ", y.device());
+template <typename scalar_t, typename acc_t>
+DenseGradOutputs<scalar_t, acc_t> pack_dense_grads(const DenseBackwardArgs& a, double dt) {
+  DenseGradOutputs<scalar_t, acc_t> g{};
+  g.y0 = a.out[0].mutable_data_ptr<scalar_t>();
+  g.y1 = a.out[1].mutable_data_ptr<scalar_t>();
+  for (int j = 0; j < dp5::kStages; ++j) {
+    g.k[j] = a.out[2 + j].mutable_data_ptr<scalar_t>();
+    g.mid[j] = static_cast<acc_t>(dt * dp5::CMID[j]);
+  }
+  return g;
 }
 
-inline std::vector<int64_t> checked_segments(const char* op, at::IntArrayRef segment_sizes, int64_t numel) {
-  std::vector<int64_t> seg(segment_sizes.begin(), segment_sizes.end());
-  if (seg.empty()) seg.push_back(numel);
-  int64_t total = 0;
-  for (int64_t s : seg) {
-    TORCH_CHECK(s >= 0, op, ": segment sizes must be non-negative");
-    total += s;
+// fn(first, points) for each chunk of at most kMaxDensePoints fractions, `first` its offset in theta.
+template <typename acc_t, typename Fn>
+void for_each_dense_chunk(at::ArrayRef<double> theta, double dt, const Fn& fn) {
+  for (size_t first = 0; first < theta.size(); first += kMaxDensePoints) {
+    const auto chunk = theta.slice(first, std::min<size_t>(kMaxDensePoints, theta.size() - first));
+    fn(static_cast<int64_t>(first), pack_dense_points<acc_t>(chunk, dt));
   }
-  TORCH_CHECK(total == numel, op, ": segment sizes add up to ", total, ", state has ", numel, " elements");
-  return seg;
 }
 
 // CPU and CUDA entry points (same names, one file per backend).
@@ -97,5 +139,18 @@ at::Tensor dopri5_dense_cpu(const at::Tensor& y0, const at::Tensor& y1, at::Tens
 std::vector<at::Tensor> rk_stage_grads_cpu(const at::Tensor& grad_a, const std::optional<at::Tensor>& grad_b,
                                            at::ArrayRef<double> u, at::ArrayRef<double> v, double dt);
 std::vector<at::Tensor> dopri5_dense_backward_cpu(const at::Tensor& grad, double dt, at::ArrayRef<double> theta);
+
+#ifdef ANODE_WITH_CUDA
+at::Tensor rk_combine_cuda(const at::Tensor& y, at::TensorList k, at::ArrayRef<double> coeffs, double dt);
+std::tuple<at::Tensor, at::Tensor> rk_step_error_cuda(const at::Tensor& y, at::TensorList k, at::ArrayRef<double> b,
+                                                      at::ArrayRef<double> e, double dt);
+at::Tensor rk_error_ratio_cuda(const at::Tensor& y0, const at::Tensor& y1, at::TensorList k, at::ArrayRef<double> e,
+                               double dt, const at::Tensor& rtol, const at::Tensor& atol, at::IntArrayRef segment_sizes);
+at::Tensor dopri5_dense_cuda(const at::Tensor& y0, const at::Tensor& y1, at::TensorList k, double dt,
+                             at::ArrayRef<double> theta);
+std::vector<at::Tensor> rk_stage_grads_cuda(const at::Tensor& grad_a, const std::optional<at::Tensor>& grad_b,
+                                            at::ArrayRef<double> u, at::ArrayRef<double> v, double dt);
+std::vector<at::Tensor> dopri5_dense_backward_cuda(const at::Tensor& grad, double dt, at::ArrayRef<double> theta);
+#endif  // ANODE_WITH_CUDA
 
 }  // namespace anode

@@ -68,13 +68,6 @@ def test_blow_up_is_a_step_size_underflow_or_non_finite_error():
         an.odeint(lambda t, y: y ** 2, torch.ones(1, dtype=torch.float64), torch.tensor([0.0, 2.0], dtype=torch.float64))
 
 
-def test_rejected_at_min_step_is_underflow():
-    with pytest.raises(errors.StepSizeUnderflowError, match="min_step = 0.5 is still rejected"):
-        an.odeint(lambda t, y: torch.sin(50 * t) * y, torch.ones(1, dtype=torch.float64),
-                  torch.tensor([0.0, 5.0], dtype=torch.float64), rtol=1e-9, atol=1e-9,
-                  options={"min_step": 0.5, "first_step": 0.5})
-
-
 def test_max_num_steps_counts_per_solve():
     t = torch.linspace(0, 10, 11, dtype=torch.float64)
     with pytest.raises(errors.MaxNumStepsError, match=r"max_num_steps exceeded in the forward solve: 5 steps taken, reached t = "):

@@ -138,6 +138,7 @@ def test_per_element_tolerances_match_torchdiffeq():
     {"jump_t": torch.tensor([0.5, 2.2])},
     {"step_t": torch.tensor([0.3]), "jump_t": torch.tensor([1.1])},
     {"safety": 0.8, "ifactor": 5.0, "dfactor": 0.3},
+    {"min_step": 0.3},  # torchdiffeq accepts every step of at most min_step
 ])
 def test_options_match_torchdiffeq(options):
     func, y0 = PROBLEMS["forced"]
@@ -147,6 +148,22 @@ def test_options_match_torchdiffeq(options):
     ref = torchdiffeq.odeint(theirs, y0, t, rtol=1e-6, atol=1e-8, options=options)
     assert ours.calls == theirs.calls
     assert_rel_close(out, ref, 1e-10)
+
+
+def test_jump_t_at_a_discontinuity_matches_torchdiffeq():
+    # f jumps at t = 2: with jump_t the solver lands on the jump and evaluates f from each side.
+    def func(t, y):
+        return torch.where(t < 2.0, -y, 0.5 * y)
+
+    y0 = torch.tensor([1.0, -2.0], dtype=F64)
+    t = torch.linspace(0, 4, 5, dtype=F64)
+    # Without jump_t the steps straddle the jump and reject often, which amplifies rounding.
+    for options, rel in (({"jump_t": torch.tensor([0.7, 2.0])}, 1e-12), (None, 1e-7)):
+        ours, theirs = Counted(func), Counted(func)
+        out = an.odeint(ours, y0, t, rtol=1e-8, atol=1e-10, options=options)
+        ref = torchdiffeq.odeint(theirs, y0, t, rtol=1e-8, atol=1e-10, options=options)
+        assert ours.calls == theirs.calls
+        assert_rel_close(out, ref, rel)
 
 
 @pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])

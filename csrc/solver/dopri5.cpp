@@ -26,6 +26,16 @@ std::vector<double> sorted_after(const std::vector<double>& values, double sign,
   return out;
 }
 
+// The next representable time after (direction +1) or before (-1) tau, in the state's precision
+// (torchdiffeq casts t to the state's dtype before nudging it).
+double nudge(double tau, double direction, bool single) {
+  if (single) {
+    const float f = static_cast<float>(tau);
+    return static_cast<double>(std::nextafter(f, direction > 0 ? INFINITY : -INFINITY));
+  }
+  return std::nextafter(tau, direction > 0 ? INFINITY : -INFINITY);
+}
+
 size_t first_index_after(const std::vector<double>& sorted, double tau0) {
   const size_t i = std::upper_bound(sorted.begin(), sorted.end(), tau0) - sorted.begin();
   return sorted.empty() ? 0 : std::min(i, sorted.size() - 1);
@@ -34,6 +44,16 @@ size_t first_index_after(const std::vector<double>& sorted, double tau0) {
 }  // namespace
 
 Dopri5Solver::Dopri5Solver(VectorField& field, AdaptiveOptions options) : field_(field), options_(std::move(options)) {}
+
+double Dopri5Solver::perturb(double tau, double direction) const { return nudge(tau, direction, single_); }
+
+// t0 + c * dt, in float arithmetic for float32 states as torchdiffeq computes stage times.
+double Dopri5Solver::stage_time(double tau0, double c, double h) const {
+  if (single_) {
+    return static_cast<double>(static_cast<float>(tau0) + static_cast<float>(c) * static_cast<float>(h));
+  }
+  return round_time(tau0 + c * h);
+}
 
 at::Tensor Dopri5Solver::eval(double tau, const at::Tensor& y) {
   ++stats_.nfe;
@@ -100,6 +120,8 @@ void Dopri5Solver::attempt_step() {
          " steps taken, reached t = ", user_time(tau_cur_), " (dt = ", sign_ * h_, ")");
   }
   ++steps_this_run_;
+  h_ = std::min(std::max(h_, options_.min_step), options_.max_step);  // also bounds the first step
+  h_planned_ = h_;
   double tau1 = round_time(tau_cur_ + h_);
   if (!(tau1 > tau_cur_) || !std::isfinite(h_)) {
     fail(ErrorKind::StepSizeUnderflow, "step size underflow in the ", options_.phase, " solve at t = ",
@@ -132,7 +154,9 @@ void Dopri5Solver::attempt_step() {
   at::Tensor yi;
   for (int i = 1; i < dp5::kStages; ++i) {
     yi = ops::rk_combine(y_cur_, at::TensorList(k.data(), i), at::ArrayRef<double>(dp5::A[i], i), dt);
-    const double ti = dp5::C[i] == 1.0 ? tau1 : round_time(tau_cur_ + dp5::C[i] * h);
+    // Stages at the end of the step are evaluated just before it, so a discontinuity of f at t1
+    // (a jump_t mark) is seen from the left, as torchdiffeq does (Perturb.PREV).
+    const double ti = dp5::C[i] == 1.0 ? perturb(tau1, -1.0) : stage_time(tau_cur_, dp5::C[i], h);
     k[i] = eval(ti, yi);
   }
   const at::Tensor& y1 = yi;  // the input of stage 7 is the 5th-order solution (FSAL)
@@ -142,7 +166,9 @@ void Dopri5Solver::attempt_step() {
     fail_non_finite(y1);
   }
 
-  if (ratio <= 1.0) {
+  // torchdiffeq's min/max stepping: a step of at most min_step is always accepted.
+  const bool accept = (ratio <= 1.0 && h <= options_.max_step) || h <= options_.min_step;
+  if (accept) {
     ++stats_.accepted;
     y_prev_ = y_cur_;
     y_cur_ = y1;
@@ -155,15 +181,10 @@ void Dopri5Solver::attempt_step() {
     if (on_jump_t) {
       if (next_jump_index_ + 1 < jump_tau_.size()) ++next_jump_index_;
       // Past a discontinuity of f, the stored derivative belongs to the other side: re-evaluate.
-      f_cur_ = eval(tau_cur_, y_cur_);
+      f_cur_ = eval(perturb(tau_cur_, +1.0), y_cur_);
     }
   } else {
     ++stats_.rejected;
-    if (h <= options_.min_step) {
-      fail(ErrorKind::StepSizeUnderflow, "step size underflow in the ", options_.phase, " solve at t = ",
-           user_time(tau_cur_), ": a step of min_step = ", options_.min_step,
-           " is still rejected (error ratio ", ratio, ", step ", step_number, ")");
-    }
   }
 
   // I-controller, torchdiffeq's _optimal_step_size: no shrink after an accepted step.
@@ -182,6 +203,7 @@ std::vector<at::Tensor> Dopri5Solver::run(const at::Tensor& y0, const std::vecto
                                           std::optional<double> first_step) {
   TORCH_INTERNAL_ASSERT(times.size() >= 2);
   sign_ = times.back() >= times.front() ? 1.0 : -1.0;
+  single_ = y0.scalar_type() != at::kDouble;
   tau_prev_ = tau_cur_ = sign_ * times.front();
   steps_this_run_ = 0;
   y_prev_ = y_cur_ = y0;

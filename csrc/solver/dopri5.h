@@ -42,6 +42,9 @@ class Dopri5Solver {
   at::Tensor integrate(const at::Tensor& y0, double t_from, double t_to, std::optional<double> first_step);
 
   double next_step() const { return h_; }
+  // The step size the last attempted step was planned with, before being cut short to land on a
+  // step_t/jump_t point (the adjoint carries it across output times so cuts do not shrink it).
+  double planned_step() const { return h_planned_; }
   const SolveStats& stats() const { return stats_; }
 
  private:
@@ -52,6 +55,8 @@ class Dopri5Solver {
   void attempt_step();
   double round_time(double x) const { return options_.time_float32 ? static_cast<double>(static_cast<float>(x)) : x; }
   double user_time(double tau) const { return sign_ * tau; }
+  double perturb(double tau, double direction) const;
+  double stage_time(double tau0, double c, double h) const;
   [[noreturn]] void fail_non_finite(const at::Tensor& y1);
 
   VectorField& field_;
@@ -60,7 +65,9 @@ class Dopri5Solver {
 
   // Integration state in internal time tau = sign * t, which always increases.
   double sign_ = 1.0;
+  bool single_ = false;                 // state in float32 (or half): time arithmetic as torchdiffeq's
   double h_ = 0.0;                      // next step size (> 0)
+  double h_planned_ = 0.0;              // h_ when the last step was attempted
   double tau_prev_ = 0.0, tau_cur_ = 0.0;
   at::Tensor y_prev_, y_cur_, f_cur_;   // state at tau_prev / tau_cur, f(tau_cur, y_cur)
   std::vector<at::Tensor> k_;           // the 7 stages of the last accepted step

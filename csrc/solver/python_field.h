@@ -18,7 +18,11 @@ class PythonField : public VectorField {
 
   at::Tensor operator()(double t, const at::Tensor& y) override {
     // torchdiffeq passes time as a 0-dim tensor of the state's dtype on the state's device.
-    const at::Tensor t_tensor = at::scalar_tensor(t, y.options());
+    return call(at::scalar_tensor(t, y.options()), y, t);
+  }
+
+  // func(t_tensor, y) with the output checks; the adjoint passes a t_tensor that requires grad.
+  at::Tensor call(const at::Tensor& t_tensor, const at::Tensor& y, double t) {
     pybind11::object out = func_(pybind11::reinterpret_steal<pybind11::object>(THPVariable_Wrap(t_tensor)),
                                  pybind11::reinterpret_steal<pybind11::object>(THPVariable_Wrap(y)));
     if (!THPVariable_Check(out.ptr())) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "anode_native/macros.h"
+#include "anode_native/tableau.h"
 
 namespace anode {
 
@@ -107,6 +108,49 @@ ANODE_INLINE DenseGradSums<scalar_t, acc_t> dense_backward_sums(const scalar_t* 
     s.f1 += pts.w[m][4] * g;
   }
   return s;
+}
+
+// Where the gradients of dopri5_dense go: y0, y1 and the 7 stages. `mid` holds dt * CMID_j, the
+// weight of stage j in y_mid = y0 + sum_j mid_j k_j.
+template <typename scalar_t, typename acc_t>
+struct DenseGradOutputs {
+  scalar_t* y0;
+  scalar_t* y1;
+  scalar_t* k[dp5::kStages];
+  acc_t mid[dp5::kStages];
+};
+
+template <typename scalar_t, typename acc_t>
+ANODE_INLINE acc_t prior_or_zero(const scalar_t* p, bool accumulate, int64_t e) {
+  return accumulate ? static_cast<acc_t>(p[e]) : acc_t(0);
+}
+
+// Gradients of one chunk of dense-output points; `accumulate` adds them to those of earlier chunks.
+template <typename scalar_t, typename acc_t>
+ANODE_INLINE void dense_backward_element(const scalar_t* grad, const DensePoints<acc_t>& pts,
+                                         const DenseGradOutputs<scalar_t, acc_t>& out, bool accumulate, int64_t numel,
+                                         int64_t e) {
+  const auto s = dense_backward_sums<scalar_t, acc_t>(grad, pts, numel, e);
+  // y_mid = y0 + sum_j mid_j k_j feeds y0 and every stage.
+  out.y0[e] = static_cast<scalar_t>(prior_or_zero<scalar_t, acc_t>(out.y0, accumulate, e) + s.y0 + s.ymid);
+  out.y1[e] = static_cast<scalar_t>(prior_or_zero<scalar_t, acc_t>(out.y1, accumulate, e) + s.y1);
+#pragma unroll
+  for (int j = 0; j < dp5::kStages; ++j) {
+    acc_t g = out.mid[j] * s.ymid;
+    if (j == 0) g += s.f0;
+    if (j == dp5::kStages - 1) g += s.f1;
+    out.k[j][e] = static_cast<scalar_t>(prior_or_zero<scalar_t, acc_t>(out.k[j], accumulate, e) + g);
+  }
+}
+
+// The scaled squared error of element e, the term the error ratio sums: the error is formed in
+// the state's precision, as torchdiffeq does, then scaled in double.
+template <typename scalar_t, typename acc_t, typename tol_t>
+ANODE_INLINE double error_ratio_term(const scalar_t* y0, const scalar_t* y1, const StageWeights<scalar_t, acc_t>& e_w,
+                                     const tol_t* rtol, int64_t rtol_stride, const tol_t* atol, int64_t atol_stride,
+                                     int64_t e) {
+  const double err = static_cast<double>(static_cast<scalar_t>(weighted_sum(e_w, e)));
+  return scaled_error_sq(err, y0[e], y1[e], rtol, rtol_stride, atol, atol_stride, e);
 }
 
 // Backward of a linear combination of stages: grad_k_j = u_j * g_a + v_j * g_b (g_b optional).

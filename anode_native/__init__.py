@@ -25,11 +25,25 @@ from .errors import (  # noqa: E402
 from .odeint import odeint  # noqa: E402
 from .adjoint import odeint_adjoint  # noqa: E402
 from .stats import SolverStats, last_stats  # noqa: E402
+from .nn import ConvODEFunc, ConvODENet, ODEBlock, ODEFunc, ODENet, ResNet, count_parameters  # noqa: E402
+from .data import ConcentricSphere, Data1D, ShiftedSines  # noqa: E402
+from .training import Trainer  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "odeint",
+    "ODEFunc",
+    "ConvODEFunc",
+    "ODEBlock",
+    "ODENet",
+    "ConvODENet",
+    "ResNet",
+    "count_parameters",
+    "Data1D",
+    "ConcentricSphere",
+    "ShiftedSines",
+    "Trainer",
     "SolverStats",
     "last_stats",
     "SolverError",

@@ -1,0 +1,1 @@
+"""Packaged YAML configs of the toy experiments (`anode experiment --list`)."""

@@ -8,6 +8,7 @@
 #include "solver/dopri5.h"
 #include "solver/errors.h"
 #include "solver/fixed_grid.h"
+#include "solver/native_field.h"
 #include "solver/python_field.h"
 
 namespace py = pybind11;
@@ -17,21 +18,39 @@ namespace {
 
 py::tuple stats_tuple(const SolveStats& s) { return py::make_tuple(s.nfe, s.accepted, s.rejected); }
 
+// Runs `solve(field)` on func's native form when it has one (a NativeField, evaluated without
+// Python, so the GIL is released for the whole solve) or else on the Python callable.
+template <typename Solve>
+py::tuple with_field(py::object func, const std::string& phase, Solve&& solve) {
+  std::pair<at::Tensor, SolveStats> result;
+  if (py::isinstance<NativeField>(func)) {
+    auto native = func.cast<std::shared_ptr<NativeField>>();
+    py::gil_scoped_release no_gil;
+    result = solve(*native);
+  } else {
+    PythonField field(std::move(func), phase);
+    result = solve(field);
+  }
+  return py::make_tuple(result.first, stats_tuple(result.second));
+}
+
 // Returns (solution [len(times), *y0.shape], (nfe, accepted, rejected)).
 py::tuple solve_dopri5(py::object func, const at::Tensor& y0, const std::vector<double>& times,
                        const AdaptiveOptions& options) {
-  PythonField field(std::move(func), options.phase);
-  Dopri5Solver solver(field, options);
-  at::Tensor solution = at::stack(solver.solve(y0, times));
-  return py::make_tuple(solution, stats_tuple(solver.stats()));
+  return with_field(std::move(func), options.phase, [&](VectorField& field) {
+    Dopri5Solver solver(field, options);
+    at::Tensor solution = at::stack(solver.solve(y0, times));
+    return std::make_pair(solution, solver.stats());
+  });
 }
 
 py::tuple solve_fixed(py::object func, const at::Tensor& y0, const std::vector<double>& times,
                       const std::string& method, std::optional<double> step_size) {
-  PythonField field(std::move(func), "forward");
-  SolveStats stats;
-  at::Tensor solution = at::stack(solve_fixed_grid(field, parse_fixed_method(method), y0, times, step_size, stats));
-  return py::make_tuple(solution, stats_tuple(stats));
+  return with_field(std::move(func), "forward", [&](VectorField& field) {
+    SolveStats stats;
+    at::Tensor solution = at::stack(solve_fixed_grid(field, parse_fixed_method(method), y0, times, step_size, stats));
+    return std::make_pair(solution, stats);
+  });
 }
 
 // The adjoint backward pass (csrc/solver/adjoint.h). `options` describe the augmented state
@@ -90,6 +109,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def_readwrite("dfactor", &anode::AdaptiveOptions::dfactor)
       .def_readwrite("time_float32", &anode::AdaptiveOptions::time_float32)
       .def_readwrite("phase", &anode::AdaptiveOptions::phase);
+
+  // A vector field evaluated in C++ (anode_native/native_fields.py builds these from our modules).
+  py::class_<anode::NativeField, std::shared_ptr<anode::NativeField>>(m, "NativeField")
+      .def(py::init<const std::vector<std::string>&, const std::vector<at::Tensor>&,
+                    const std::vector<std::optional<at::Tensor>>&, const std::vector<int64_t>&,
+                    const std::vector<bool>&, const std::string&>(),
+           py::arg("kinds"), py::arg("weights"), py::arg("biases"), py::arg("paddings"), py::arg("time_inputs"),
+           py::arg("activation"))
+      .def("__call__", &anode::NativeField::call, py::arg("t"), py::arg("y"))
+      .def("parameters", &anode::NativeField::parameters);
 
   m.def("solve_dopri5", &anode::solve_dopri5, py::arg("func"), py::arg("y0"), py::arg("times"), py::arg("options"));
   m.def("solve_fixed", &anode::solve_fixed, py::arg("func"), py::arg("y0"), py::arg("times"), py::arg("method"),

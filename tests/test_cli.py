@@ -82,7 +82,7 @@ def test_resume_continues_to_the_uninterrupted_result(tmp_path):
     ({"dataset": {"name": "spheres"}}, ["dataset.name", "concentric_sphere", "data1d", "shifted_sines"]),
     ({"dataset": {"radius": 2}}, ["dataset.radius", "num_points_inner"]),
     ({"models": {"NODE": {"name": "odenet", "hidden": 3}}}, ["models.NODE.hidden", "hidden_dim"]),
-    ({"models": {"NODE": {"name": "odenet", "non_linearity": "tanh"}}}, ["non_linearity", "relu, softplus"]),
+    ({"models": {"NODE": {"name": "odenet", "non_linearity": "gelu"}}}, ["non_linearity", "relu, softplus, tanh"]),
     ({"models": {"X": {"name": "transformer"}}}, ["models.X.name", "convodenet, odenet, resnet"]),
     ({"epochs": 3}, ["'epochs'", "training"]),
     ({"training": {"batch_size": 0}}, ["training.batch_size", ">= 1"]),

@@ -67,8 +67,9 @@ def test_time_enters_only_when_time_dependent():
 def test_non_linearity():
     assert isinstance(ODEFunc(2, 4, non_linearity="softplus").non_linearity, nn.Softplus)
     assert isinstance(ODEFunc(2, 4).non_linearity, nn.ReLU)
-    with pytest.raises(ValueError, match="relu, softplus"):
-        ODEFunc(2, 4, non_linearity="tanh")
+    assert isinstance(ODEFunc(2, 4, non_linearity="tanh").non_linearity, nn.Tanh)
+    with pytest.raises(ValueError, match="relu, softplus, tanh"):
+        ODEFunc(2, 4, non_linearity="gelu")
 
 
 @pytest.mark.parametrize("time_dependent", [False, True])

@@ -74,15 +74,18 @@ def _solve_and_grads(field, y0, native):
 
 
 @pytest.mark.parametrize("make,shape", [(lambda: mlp(True, "softplus"), (6, 3)),
+                                        (lambda: mlp(False, "relu"), (6, 3)),
+                                        (lambda: mlp(True, "tanh"), (6, 3)),
                                         (lambda: conv(True, "softplus"), (2, 3, 6, 6))])
 def test_native_solve_and_direct_gradients_equal_the_python_path(make, shape):
     field = make()
     y0 = torch.randn(shape, dtype=F64)
     out_n, grads_n = _solve_and_grads(field, y0, native=True)
     out_p, grads_p = _solve_and_grads(field, y0, native=False)
-    torch.testing.assert_close(out_n, out_p, rtol=1e-13, atol=1e-13)
+    # Equal to rounding: the native MLP folds the time column into the bias (other summation order).
+    torch.testing.assert_close(out_n, out_p, rtol=1e-12, atol=1e-13)
     for a, b in zip(grads_n, grads_p):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_modules_with_forward_hooks_take_the_python_path():

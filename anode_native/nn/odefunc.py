@@ -4,15 +4,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NON_LINEARITIES = ("relu", "softplus")
+NON_LINEARITIES = ("relu", "softplus", "tanh")
 
 
 def make_non_linearity(name: str) -> nn.Module:
-    """`relu` or `softplus`, as in the reference code (not in place: the engine may keep outputs)."""
+    """`relu` or `softplus` as in the reference code, or `tanh` (not in place: the engine may keep outputs)."""
     if name == "relu":
         return nn.ReLU()
     if name == "softplus":
         return nn.Softplus()
+    if name == "tanh":
+        return nn.Tanh()
     raise ValueError(f"non_linearity must be one of {', '.join(NON_LINEARITIES)}; got {name!r}")
 
 

@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, Optional, Union
 
 import yaml
 
+from ..nn.odefunc import NON_LINEARITIES
 from .registry import DATASETS, MODELS
 from .trainer import LOSSES
 
@@ -30,10 +31,14 @@ TOP_KEYS = ("name", "description", "seed", "device", "repeats", "dataset", "val_
 TRAINING_DEFAULTS: Dict[str, Any] = {
     "epochs": 10, "batch_size": 64, "lr": 1e-3, "loss": None, "eval_every": 0,
     "checkpoint_every": 0, "eval_batch_size": 1024, "weight_decay": 0.0,
+    "shuffle": True,        # reshuffle the training set every epoch (False: file order)
+    "dtype": "float32",     # parameters and inputs; float64 for tight comparisons in tests
+    "eval_train": True,     # after training, evaluate on the whole training set as well
 }
+DTYPES = ("float32", "float64")
 # Figure names a config may request; the functions live in training/figures.py.
 FIGURE_NAMES = ("losses", "nfe", "nfe_vs_loss", "trajectories_1d", "flows_2d",
-                "feature_evolution", "generalization", "accuracy")
+                "feature_evolution", "generalization", "accuracy", "accuracy_vs_nfe")
 
 
 class ConfigError(ValueError):
@@ -63,7 +68,12 @@ def check_device(device: str, key: str = "device") -> str:
     if device.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():
-            raise ConfigError(f"config key '{key}' is {device!r} but no CUDA device is available; use cpu")
+            raise ConfigError(f"config key '{key}' (or --device) is {device!r} but torch sees no CUDA "
+                              "device on this machine; use cpu")
+        from .. import _C
+        if not getattr(_C, "has_cuda", False):
+            raise ConfigError(f"config key '{key}' (or --device) is {device!r} but anode_native was "
+                              "built without CUDA kernels; rebuild with FORCE_CUDA=1 where nvcc is found")
     return device
 
 
@@ -85,9 +95,9 @@ def _check_model(section: Any, key: str) -> dict:
         raise ConfigError(f"config key '{key}.name': {name!r} is not a model; allowed values: {_allowed(MODELS)}")
     _check_keys({k: v for k, v in section.items() if k not in ("name", "dataset")},
                 MODELS[name].params, f"{key}.")
-    if "non_linearity" in section and section["non_linearity"] not in ("relu", "softplus"):
+    if "non_linearity" in section and section["non_linearity"] not in NON_LINEARITIES:
         raise ConfigError(f"config key '{key}.non_linearity': {section['non_linearity']!r} is not "
-                          "allowed; allowed values: relu, softplus")
+                          f"allowed; allowed values: {', '.join(NON_LINEARITIES)}")
     if "method" in section and section["method"] not in ("dopri5", "euler", "midpoint", "rk4"):
         raise ConfigError(f"config key '{key}.method': {section['method']!r} is not allowed; "
                           "allowed values: dopri5, euler, midpoint, rk4")
@@ -159,6 +169,12 @@ def validate_config(raw: dict) -> dict:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"config key 'training.{key}' must be a number >= 0; got {value!r}")
         training[key] = float(value)
+    for key in ("shuffle", "eval_train"):
+        if not isinstance(training[key], bool):
+            raise ConfigError(f"config key 'training.{key}' must be true or false; got {training[key]!r}")
+    if training["dtype"] not in DTYPES:
+        raise ConfigError(f"config key 'training.dtype': {training['dtype']!r} is not allowed; "
+                          f"allowed values: {_allowed(DTYPES)}")
     cfg["training"] = training
     figures = cfg.get("figures") or []
     if not isinstance(figures, list):

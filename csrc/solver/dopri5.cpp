@@ -1,5 +1,6 @@
 #include "dopri5.h"
 
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/all.h>
 #include <ATen/ops/isfinite.h>
 #include <ATen/ops/stack.h>
@@ -62,6 +63,8 @@ at::Tensor Dopri5Solver::eval(double tau, const at::Tensor& y) {
 
 double Dopri5Solver::norm(const at::Tensor& y0, const at::Tensor& y1, at::TensorList k, at::ArrayRef<double> w,
                           double dt) {
+  // Step sizes are constants of the computed solution (see odeint.py): no graph for the controller.
+  at::NoGradGuard no_grad;
   const at::Tensor per_segment =
       ops::rk_error_ratio(y0, y1, k, w, dt, options_.rtol, options_.atol, options_.segments).cpu();
   const double* r = per_segment.const_data_ptr<double>();
@@ -76,6 +79,7 @@ double Dopri5Solver::norm(const at::Tensor& y0, const at::Tensor& y1, at::Tensor
 
 // Hairer, Norsett & Wanner's starting step, as torchdiffeq's _select_initial_step (order 4).
 double Dopri5Solver::initial_step(const at::Tensor& y0, const at::Tensor& f0) {
+  at::NoGradGuard no_grad;  // only a step size comes out of here
   // torchdiffeq forms the 1e-6 fallbacks in the state's dtype.
   const bool single = y0.scalar_type() != at::kDouble;
   const auto in_state_dtype = [single](double x) { return single ? static_cast<double>(static_cast<float>(x)) : x; };

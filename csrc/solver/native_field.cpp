@@ -9,6 +9,7 @@
 #include <ATen/ops/tanh.h>
 
 #include "errors.h"
+#include "native_mlp.h"
 
 namespace anode {
 namespace {
@@ -33,6 +34,20 @@ at::Tensor with_time(const at::Tensor& h, const at::Tensor& t) {
 NativeField::NativeField(std::vector<NativeLayer> layers, Activation activation)
     : layers_(std::move(layers)), activation_(activation) {
   if (layers_.empty()) fail(ErrorKind::InvalidInput, "native field: needs at least one layer");
+  detect_mlp();
+}
+
+// An MLP of biased Linear layers with time (if any) entering the first one differentiates as one
+// fused autograd node (native_mlp.h).
+void NativeField::detect_mlp() {
+  MLPLayers mlp;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const NativeLayer& layer = layers_[i];
+    if (layer.kind != LayerKind::Linear || !layer.bias || (i > 0 && layer.time_input)) return;
+    mlp.weights.push_back(layer.weight);
+    mlp.biases.push_back(*layer.bias);
+  }
+  mlp_ = std::move(mlp);
 }
 
 NativeField::NativeField(const std::vector<std::string>& kinds, const std::vector<at::Tensor>& weights,
@@ -59,6 +74,7 @@ NativeField::NativeField(const std::vector<std::string>& kinds, const std::vecto
     layer.time_input = time_inputs[i];
     layers_.push_back(std::move(layer));
   }
+  detect_mlp();
 }
 
 at::Tensor NativeField::operator()(double t, const at::Tensor& y) {
@@ -66,6 +82,9 @@ at::Tensor NativeField::operator()(double t, const at::Tensor& y) {
 }
 
 at::Tensor NativeField::call(const at::Tensor& t, const at::Tensor& y) {
+  if (mlp_) {
+    return mlp_forward(t, y, mlp_->weights, mlp_->biases, activation_, layers_.front().time_input);
+  }
   at::Tensor h = y;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const NativeLayer& layer = layers_[i];

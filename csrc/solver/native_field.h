@@ -40,8 +40,14 @@ class NativeField : public VectorField {
   std::vector<at::Tensor> parameters() const;
 
  private:
+  struct MLPLayers {
+    std::vector<at::Tensor> weights, biases;
+  };
+  void detect_mlp();
+
   std::vector<NativeLayer> layers_;
   Activation activation_;
+  std::optional<MLPLayers> mlp_;  // set when the field is an MLP with a fused backward
 };
 
 }  // namespace anode

@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1
 DEV_DEPS := ninja pybind11 numpy scipy matplotlib tqdm pyyaml pytest expecttest scikit-learn torchdiffeq==0.2.5
+# torchode: the benchmark's third column. --no-deps: its torchtyping pin wants typeguard 2.x only.
+BENCH_DEPS := torchode==1.0.1 torchtyping==0.1.5 typeguard==2.13.3
 export MAX_JOBS ?= 2
 # Build machines have no GPU but do compile the CUDA kernels; target Hopper (H200) unless told.
 export TORCH_CUDA_ARCH_LIST ?= 9.0
@@ -15,6 +17,7 @@ $(VENV)/.setup-done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q $(DEV_DEPS)
+	$(PY) -m pip install -q --no-deps $(BENCH_DEPS)
 	ANODE_SKIP_EXT=1 $(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $@
 

@@ -36,7 +36,7 @@ import train_cpu
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOLVE_CASES = list(solve_cpu.CASES)
 TRAIN_CASES = [f"train_{c}" for c in train_cpu.CASES]
-SCRIPTS = {"adjoint": "adjoint_cpu.py", "cuda": "solve_cuda.py"}
+SCRIPTS = {"adjoint": "adjoint_cpu.py", "native": "native_fields.py", "cuda": "solve_cuda.py"}
 ALL = SOLVE_CASES + TRAIN_CASES + list(adjoint_steps.CASES) + list(SCRIPTS)
 
 

@@ -50,7 +50,8 @@ def test_suite_quick(tmp_path):
         assert (tmp_path / f"{case}.png").exists()
 
 
-@pytest.mark.parametrize("key,script", [("adjoint", "adjoint_cpu.py"), ("cuda", "solve_cuda.py")])
+@pytest.mark.parametrize("key,script", [("adjoint", "adjoint_cpu.py"), ("native", "native_fields.py"),
+                                        ("cuda", "solve_cuda.py")])
 def test_other_bench_scripts_quick(tmp_path, key, script):
     if not os.path.exists(os.path.join(BENCH, script)):
         pytest.skip(f"bench/{script} does not exist")

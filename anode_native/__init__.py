@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "odeint",
+    "odeint_adjoint",
     "ODEFunc",
     "ConvODEFunc",
     "ODEBlock",

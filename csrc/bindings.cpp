@@ -62,7 +62,19 @@ py::tuple adjoint_backward_py(py::object func, const std::vector<at::Tensor>& pa
                            std::optional<double> step_size) {
   AdjointIntegrator integrator{options, std::nullopt, step_size};
   if (fixed_method) integrator.fixed = parse_fixed_method(*fixed_method);
-  AdjointGrads grads = anode::adjoint_backward(std::move(func), params, times, ys, grad_ys, t_requires_grad, integrator);
+  AdjointGrads grads;
+  if (py::isinstance<NativeField>(func)) {  // no Python per evaluation: the whole solve without the GIL
+    auto native = func.cast<std::shared_ptr<NativeField>>();
+    AdjointField field{*native, [&](const at::Tensor& t, const at::Tensor& y, double) { return native->call(t, y); },
+                       /*holds_gil=*/false};
+    py::gil_scoped_release no_gil;
+    grads = anode::adjoint_backward(field, params, times, ys, grad_ys, t_requires_grad, integrator);
+  } else {
+    PythonField python(std::move(func), "adjoint");
+    const auto call = [&](const at::Tensor& t, const at::Tensor& y, double tv) { return python.call(t, y, tv); };
+    AdjointField field{python, call, /*holds_gil=*/true};
+    grads = anode::adjoint_backward(field, params, times, ys, grad_ys, t_requires_grad, integrator);
+  }
   py::object grad_t = grads.times ? py::cast(*grads.times) : py::none();
   return py::make_tuple(grads.y0, grads.params, grad_t, stats_tuple(grads.stats));
 }

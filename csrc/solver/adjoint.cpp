@@ -7,6 +7,7 @@
 #include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/sub.h>
 #include <ATen/ops/zeros.h>
+#include <pybind11/pybind11.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
@@ -17,9 +18,9 @@
 
 namespace anode {
 
-AugmentedField::AugmentedField(pybind11::object func, std::vector<at::Tensor> params, std::vector<int64_t> state_shape,
+AugmentedField::AugmentedField(AdjointField func, std::vector<at::Tensor> params, std::vector<int64_t> state_shape,
                                bool t_requires_grad)
-    : func_(std::move(func), "adjoint"),
+    : func_(std::move(func)),
       params_(std::move(params)),
       shape_(std::move(state_shape)),
       t_requires_grad_(t_requires_grad) {
@@ -39,7 +40,7 @@ at::Tensor AugmentedField::operator()(double t, const at::Tensor& z) {
     at::AutoGradMode grad_mode(true);
     // Only when asked: dL/dt may not even exist for piecewise-in-time fields, and it costs a graph edge.
     if (t_requires_grad_) t_tensor.requires_grad_(true);
-    f = func_.call(t_tensor, y, t);
+    f = func_.differentiable(t_tensor, y, t);
     // An f that depends on nothing differentiable (a constant field) has all-zero VJPs.
     if (f.requires_grad()) {
       torch::autograd::variable_list inputs{y};
@@ -48,7 +49,8 @@ at::Tensor AugmentedField::operator()(double t, const at::Tensor& z) {
       const at::Tensor weight = -a_y;
       // The engine may hand work to device threads that need the GIL (Python autograd nodes);
       // torch.autograd.grad releases it the same way.
-      pybind11::gil_scoped_release no_gil;
+      std::optional<pybind11::gil_scoped_release> no_gil;
+      if (func_.holds_gil) no_gil.emplace();
       grads = torch::autograd::grad({f}, inputs, {weight}, /*retain_graph=*/false, /*create_graph=*/false,
                                     /*allow_unused=*/true);
     }
@@ -67,7 +69,7 @@ at::Tensor AugmentedField::operator()(double t, const at::Tensor& z) {
   return at::cat(pieces);
 }
 
-AdjointGrads adjoint_backward(pybind11::object func, const std::vector<at::Tensor>& params,
+AdjointGrads adjoint_backward(AdjointField func, const std::vector<at::Tensor>& params,
                               const std::vector<double>& times, const at::Tensor& ys, const at::Tensor& grad_ys,
                               bool t_requires_grad, const AdjointIntegrator& integrator) {
   at::NoGradGuard no_grad;  // the driver's own arithmetic builds no graph

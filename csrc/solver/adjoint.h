@@ -9,35 +9,45 @@
 // The vector-Jacobian products come from torch's autograd, called from C++ on each evaluation.
 // Only the forward solution at the output times is kept, so memory does not grow with the steps.
 #include <ATen/core/Tensor.h>
-#include <pybind11/pybind11.h>
 
+#include <functional>
 #include <optional>
 #include <vector>
 
 #include "dopri5.h"
 #include "fixed_grid.h"
-#include "python_field.h"
 #include "vector_field.h"
 
 namespace anode {
 
-// f and its VJPs for the layout above. func is called under grad mode with a fresh leaf y (and a
-// t that requires grad only when time gradients are wanted); parameters func does not use get 0.
+// The user's field as the adjoint needs it: `plain(t, y)` evaluates f (the time gradients), and
+// `differentiable(t_tensor, y, t)` evaluates it so that autograd can differentiate the result
+// with respect to y, the parameters and t_tensor. A Python field holds the GIL while it runs, and
+// the GIL is released around each VJP (autograd may hand work to threads that need it); a native
+// field runs the whole solve without the GIL.
+struct AdjointField {
+  VectorField& plain;
+  std::function<at::Tensor(const at::Tensor& t_tensor, const at::Tensor& y, double t)> differentiable;
+  bool holds_gil;
+};
+
+// f and its VJPs for the layout above. f is evaluated under grad mode at a fresh leaf y (and a t
+// that requires grad only when time gradients are wanted); parameters f does not use get 0.
 class AugmentedField : public VectorField {
  public:
-  AugmentedField(pybind11::object func, std::vector<at::Tensor> params, std::vector<int64_t> state_shape,
+  AugmentedField(AdjointField func, std::vector<at::Tensor> params, std::vector<int64_t> state_shape,
                  bool t_requires_grad);
 
   at::Tensor operator()(double t, const at::Tensor& z) override;
 
-  // func alone, without VJPs (for the time gradient dL/dt_i = <f(t_i, y_i), dL/dy_i>).
-  at::Tensor plain(double t, const at::Tensor& y) { return func_(t, y); }
+  // f alone, without VJPs (for the time gradient dL/dt_i = <f(t_i, y_i), dL/dy_i>).
+  at::Tensor plain(double t, const at::Tensor& y) { return func_.plain(t, y); }
 
   int64_t state_numel() const { return n_; }
   int64_t param_numel() const { return p_; }
 
  private:
-  PythonField func_;
+  AdjointField func_;
   std::vector<at::Tensor> params_;
   std::vector<int64_t> shape_;
   int64_t n_ = 0, p_ = 0;
@@ -60,7 +70,7 @@ struct AdjointGrads {
 };
 
 // ys: the forward solution [T, *shape]; grad_ys: dL/dys, same shape; times: the user's output times.
-AdjointGrads adjoint_backward(pybind11::object func, const std::vector<at::Tensor>& params,
+AdjointGrads adjoint_backward(AdjointField func, const std::vector<at::Tensor>& params,
                               const std::vector<double>& times, const at::Tensor& ys, const at::Tensor& grad_ys,
                               bool t_requires_grad, const AdjointIntegrator& integrator);
 

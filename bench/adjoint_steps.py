@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from common import (OURS, TORCHDIFFEQ, CountingFunc, ToyField, anode_native, bench_args,
-                    fmt_time, record, save_rows, setup_threads, summarize, time_interleaved,
+from common import (finish, OURS, TORCHDIFFEQ, CountingFunc, ToyField, anode_native, bench_args,
+                    fmt_time, record, setup_threads, summarize, time_interleaved,
                     toy_inputs)
 import torchdiffeq  # noqa: E402
 
@@ -116,10 +116,7 @@ def main():
     args = bench_args(__doc__.splitlines()[0]).parse_args()
     print(f"torch {torch.__version__}, {setup_threads(args.threads)} thread(s)")
     rows, notes = run_cases(quick=args.quick)
-    for note in notes:
-        print("note:", note)
-    if args.json:
-        save_rows(args.json, rows, notes)
+    finish(args, rows, notes)
 
 
 if __name__ == "__main__":

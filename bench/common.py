@@ -19,6 +19,7 @@ Small API, meant to be reused by every bench script:
     write_json(path, obj), markdown_table(rows, columns) -> str, fmt_time(seconds) -> str
     bench_args(description) -> argparse parser with --quick, --json PATH, --threads N
     save_rows(path, rows, notes)        write {"machine", "rows", "notes"} for run_all to merge
+    finish(args, rows, notes)           end of a script's main(): print notes, save if --json
 
 Script convention (what bench/run_all.py expects of bench/*.py it runs as a subprocess):
 `python bench/X.py --json PATH [--quick]` writes {"rows": [record(...), ...], "notes": [...]}
@@ -327,3 +328,11 @@ def bench_args(description: str) -> argparse.ArgumentParser:
 def save_rows(path: str, rows: List[dict], notes: Optional[List[str]] = None) -> None:
     """Write a script's result rows in the format bench/run_all.py merges."""
     write_json(path, {"machine": machine_info(), "rows": rows, "notes": list(notes or [])})
+
+
+def finish(args, rows: List[dict], notes: Optional[List[str]] = None) -> None:
+    """The end of every bench script's main(): print the notes, save the rows if --json."""
+    for note in notes or []:
+        print("note:", note)
+    if args.json:
+        save_rows(args.json, rows, notes)

@@ -15,7 +15,7 @@ import copy
 
 import torch
 
-from common import (OURS, TORCHDIFFEQ, CountingFunc, bench_args, fmt_time, record, save_rows, setup_threads,
+from common import (OURS, TORCHDIFFEQ, CountingFunc, bench_args, finish, fmt_time, record, setup_threads,
                     summarize, time_interleaved)
 import anode_native  # noqa: E402  (common puts the checkout on sys.path)
 import torchdiffeq  # noqa: E402
@@ -116,9 +116,7 @@ def run_cases(quick=False):
 def main(argv=None):
     args = bench_args(__doc__.splitlines()[0]).parse_args(argv)
     setup_threads(args.threads)
-    rows = run_cases(args.quick)
-    if args.json:
-        save_rows(args.json, rows)
+    finish(args, run_cases(args.quick))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import statistics
 
 import torch
 
-from common import (OURS, TORCHDIFFEQ, TORCHODE, CountingFunc, LinearField, ToyField,
-                    TorchodeSolver, anode_native, bench_args, fmt_time, record, save_rows,
+from common import (finish, OURS, TORCHDIFFEQ, TORCHODE, CountingFunc, LinearField, ToyField,
+                    TorchodeSolver, anode_native, bench_args, fmt_time, record,
                     setup_threads, solve_torchdiffeq, summarize, time_interleaved, toy_inputs,
                     torchode_available)
 
@@ -178,10 +178,7 @@ def main():
     threads = setup_threads(args.threads)
     print(f"torch {torch.__version__}, {threads} thread(s)")
     rows, notes = run_cases([c for c in args.cases.split(",") if c], args.quick)
-    for note in notes:
-        print("note:", note)
-    if args.json:
-        save_rows(args.json, rows, notes)
+    finish(args, rows, notes)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ import importlib
 import torch
 from torch import nn
 
-from common import (OURS, TORCHDIFFEQ, TORCHODE, CountingFunc, TorchodeSolver, bench_args,
-                    fmt_time, record, save_rows, setup_threads, summarize, time_interleaved,
+from common import (finish, OURS, TORCHDIFFEQ, TORCHODE, CountingFunc, TorchodeSolver, bench_args,
+                    fmt_time, record, setup_threads, summarize, time_interleaved,
                     torchode_available)
 import anode_native  # noqa: E402  (common puts the checkout on sys.path)
 import torchdiffeq  # noqa: E402
@@ -202,10 +202,7 @@ def main():
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {setup_threads(args.threads)} thread(s)")
     rows, notes = run_cases([c for c in args.cases.split(",") if c], args.quick)
-    for note in notes:
-        print("note:", note)
-    if args.json:
-        save_rows(args.json, rows, notes)
+    finish(args, rows, notes)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 // forward redispatches below autograd; each backward calls the backward ops through the
 // dispatcher, so it runs on whichever backend holds the tensors.
 #include <ATen/TensorOperators.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/maximum.h>
 #include <ATen/ops/where.h>
@@ -139,12 +140,33 @@ class RkErrorRatioFunction : public torch::autograd::Function<RkErrorRatioFuncti
   }
 };
 
+// Autograd only when it will record something: otherwise go straight to the kernel (the
+// driver's no-grad solves call these ops a few times per step and pay for every layer).
+bool needs_autograd(at::TensorList k, std::initializer_list<at::Tensor> others) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const auto& t : k) {
+    if (t.requires_grad()) return true;
+  }
+  for (const auto& t : others) {
+    if (t.defined() && t.requires_grad()) return true;
+  }
+  return false;
+}
+
 at::Tensor rk_combine_autograd(const at::Tensor& y, at::TensorList k, at::ArrayRef<double> coeffs, double dt) {
+  if (!needs_autograd(k, {y})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::rk_combine(y, k, coeffs, dt);
+  }
   return RkCombineFunction::apply(y, k, coeffs.vec(), dt);
 }
 
 std::tuple<at::Tensor, at::Tensor> rk_step_error_autograd(const at::Tensor& y, at::TensorList k,
                                                           at::ArrayRef<double> b, at::ArrayRef<double> e, double dt) {
+  if (!needs_autograd(k, {y})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::rk_step_error(y, k, b, e, dt);
+  }
   auto out = RkStepErrorFunction::apply(y, k, b.vec(), e.vec(), dt);
   return {out[0], out[1]};
 }
@@ -152,11 +174,19 @@ std::tuple<at::Tensor, at::Tensor> rk_step_error_autograd(const at::Tensor& y, a
 at::Tensor rk_error_ratio_autograd(const at::Tensor& y0, const at::Tensor& y1, at::TensorList k,
                                    at::ArrayRef<double> e, double dt, const at::Tensor& rtol, const at::Tensor& atol,
                                    at::IntArrayRef segments) {
+  if (!needs_autograd(k, {y0, y1})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::rk_error_ratio(y0, y1, k, e, dt, rtol, atol, segments);
+  }
   return RkErrorRatioFunction::apply(y0, y1, k, e.vec(), dt, rtol, atol, segments.vec());
 }
 
 at::Tensor dopri5_dense_autograd(const at::Tensor& y0, const at::Tensor& y1, at::TensorList k, double dt,
                                  at::ArrayRef<double> theta) {
+  if (!needs_autograd(k, {y0, y1})) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return ops::dopri5_dense(y0, y1, k, dt, theta);
+  }
   return Dopri5DenseFunction::apply(y0, y1, k, dt, theta.vec());
 }
 

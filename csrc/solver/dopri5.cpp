@@ -85,6 +85,8 @@ double Dopri5Solver::initial_step(const at::Tensor& y0, const at::Tensor& f0) {
   const auto in_state_dtype = [single](double x) { return single ? static_cast<double>(static_cast<float>(x)) : x; };
   const double d0 = norm(y0, y0, {y0}, {1.0}, 1.0);
   const double d1 = norm(y0, y0, {f0}, {1.0}, 1.0);
+  // The norms are NaN or Inf when y0 or f0 is not finite (or overflows): tell which, only then.
+  if (!std::isfinite(d0) || !std::isfinite(d1)) check_finite_start(y0, f0);
   double h0 = (d0 < 1e-5 || d1 < 1e-5) ? in_state_dtype(1e-6) : 0.01 * d0 / d1;
   h0 = std::abs(h0);
   const at::Tensor y1 = ops::rk_combine(y0, {f0}, {1.0}, sign_ * h0);
@@ -97,6 +99,14 @@ double Dopri5Solver::initial_step(const at::Tensor& y0, const at::Tensor& f0) {
     h1 = std::pow(0.01 / std::max(d1, d2), 1.0 / 5.0);
   }
   return std::min(100.0 * h0, std::abs(h1));
+}
+
+void Dopri5Solver::check_finite_start(const at::Tensor& y0, const at::Tensor& f0) {
+  const bool state_ok = all_finite(y0);
+  if (!state_ok || !all_finite(f0)) {
+    fail(ErrorKind::NonFinite, "non-finite values (NaN or Inf) in the ", state_ok ? "derivative" : "state",
+         " at the start of the ", options_.phase, " solve (t = ", user_time(tau_cur_), ")");
+  }
 }
 
 void Dopri5Solver::fail_non_finite(const at::Tensor& y1) {
@@ -212,11 +222,12 @@ std::vector<at::Tensor> Dopri5Solver::run(const at::Tensor& y0, const std::vecto
   steps_this_run_ = 0;
   y_prev_ = y_cur_ = y0;
   f_cur_ = eval(tau_cur_, y0);
-  if (!all_finite(y0) || !all_finite(f_cur_)) {
-    fail(ErrorKind::NonFinite, "non-finite values (NaN or Inf) in the ", all_finite(y0) ? "derivative" : "state",
-         " at the start of the ", options_.phase, " solve (t = ", times.front(), ")");
+  if (first_step) {
+    check_finite_start(y0, f_cur_);
+    h_ = std::abs(*first_step);
+  } else {
+    h_ = initial_step(y0, f_cur_);  // checks y0 and f0 through its norms
   }
-  h_ = first_step ? std::abs(*first_step) : initial_step(y0, f_cur_);
   h_ = round_time(h_);
 
   step_tau_ = sorted_after(options_.step_t, sign_, tau_cur_);

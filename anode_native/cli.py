@@ -1,10 +1,15 @@
 """The `anode` command line.
 
     anode demo [--out DIR]                      NODE / ANODE / ResNet on g(x), figures, summary.md
-    anode experiment NAME | --list              a toy experiment of the paper from a packaged config
+    anode experiment NAME | --list              an experiment of the paper from a packaged config
     anode train --config FILE.yaml              any registered model and dataset from a config
+    anode report RUN_DIR... [--out DIR]         Table 1 and the image figures from saved histories
 
-Subcommands live in COMMANDS; another module adds one (e.g. `report`) with `register_command`.
+`anode train` and `anode experiment` run data-parallel under torchrun
+(`torchrun --nproc_per_node=N -m anode_native train --config ...`; gloo on the CPU, NCCL with
+--device cuda); see training/distributed.py.
+
+Subcommands live in COMMANDS; another module adds one with `register_command`.
 Config mistakes print one line naming the key and the allowed values (exit status 2); a solver
 failure during `train` prints one line (exit status 1), never a traceback.
 """
@@ -34,6 +39,8 @@ def _common(parser: argparse.ArgumentParser, out_default: Optional[str]) -> None
     parser.add_argument("--out", default=out_default,
                         help=f"output directory (default: {out_default or 'runs/<name>'})")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the config's, else cpu)")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="directory of the dataset's files (overrides dataset.root)")
     parser.add_argument("--seed", type=int, default=None, help="base seed (data and initializations)")
     parser.add_argument("--repeats", type=int, default=None, help="override the number of repeats")
     parser.add_argument("--resume", action="store_true",
@@ -61,6 +68,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         out["repeats"] = args.repeats
     if getattr(args, "epochs", None) is not None:
         out["training"] = {"epochs": args.epochs}
+    if getattr(args, "data_root", None) is not None:
+        out["dataset"] = {"root": args.data_root}
     return out
 
 
@@ -92,7 +101,7 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from .training.experiments import experiment_config, list_experiments, run_experiment
+    from .training.experiments import experiment_config, list_experiments
     if args.list or not args.name:
         experiments = list_experiments()
         width = max(map(len, experiments), default=0)
@@ -100,11 +109,7 @@ def _experiment(args: argparse.Namespace) -> int:
             print(f"{name:{width}s}  {description}")
         return 0 if args.list else 2
     config = experiment_config(args.name, _overrides(args))
-    _set_threads(args, 1 if _is_toy(config) else None)
-    out = Path(args.out or Path("runs") / config["name"])
-    result, _ = run_experiment(config, out, resume=args.resume, progress=_progress(args), log=_log)
-    _log(f"wrote {out / 'summary.md'}")
-    return 0
+    return _run(args, config, failures_exit=0)
 
 
 # -- train -----------------------------------------------------------------------------------------
@@ -124,20 +129,53 @@ def _is_toy(config: dict) -> bool:
 
 def _train(args: argparse.Namespace) -> int:
     from .training.config import load_config
-    from .training.experiments import run_experiment
     config = load_config(args.config, _overrides(args))
+    return _run(args, config, failures_exit=1)
+
+
+def _run(args: argparse.Namespace, config: dict, failures_exit: int) -> int:
+    """Train a validated config, in this process or as one rank of a torchrun group."""
+    from .training.distributed import init_distributed, shutdown_distributed
+    from .training.experiments import run_experiment
     _set_threads(args, 1 if _is_toy(config) else None)
-    out = Path(args.out or Path("runs") / config["name"])
-    result, _ = run_experiment(config, out, resume=args.resume, progress=_progress(args), log=_log)
-    _log(f"wrote {out / 'summary.md'}")
-    return 1 if result.failures else 0
+    dist = init_distributed(config["device"])
+    try:
+        out = Path(args.out or Path("runs") / config["name"])
+        result, _ = run_experiment(config, out, resume=args.resume, progress=_progress(args),
+                                   log=_log, dist=dist)
+        if dist.is_main:
+            _log(f"wrote {out / 'summary.md'}")
+        dist.barrier()   # no rank exits (and makes torchrun stop the others) before rank 0 has written
+    finally:
+        shutdown_distributed(dist)
+    return failures_exit if result.failures else 0
+
+
+# -- report ----------------------------------------------------------------------------------------
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="output directories of anode train/experiment")
+    p.add_argument("--out", default=None,
+                   help="where report.md and the figures go (default: RUN_DIR/report for one "
+                        "RUN_DIR, else ./report)")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .training.report import write_report
+    out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "report" if len(args.run_dirs) == 1
+                                           else Path("report"))
+    path = write_report(args.run_dirs, out, log=_log)
+    text = path.read_text()
+    print(text[: text.find("\n![")] if "\n![" in text else text, end="")
+    _log(f"wrote {path}")
+    return 0
 
 
 register_command("demo", "train NODE, ANODE and ResNet on g(x) in 1-D and 2-D; figures and summary.md",
                  _demo_args, _demo)
-register_command("experiment", "run a toy experiment of the paper (--list to see them)",
+register_command("experiment", "run an experiment of the paper from a packaged config (--list to see them)",
                  _experiment_args, _experiment)
 register_command("train", "train models on a dataset described by a YAML config", _train_args, _train)
+register_command("report", "rebuild the results table and figures from saved runs", _report_args, _report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -437,6 +437,6 @@ def test_quick_configs_build_datasets(image_registry):
         pytest.skip("real MNIST not found ($ANODE_MNIST_DIR or ../shared/data/mnist)")
     cfg = load_config(CONFIG_DIR / "mnist_reduced_node.yaml", {"dataset": {"root": str(root)}})
     train, val = build_datasets(cfg)
-    assert (len(train), len(val)) == (8000, 2000) and not val.train
+    assert (len(train), len(val)) == (10240, 2000) and not val.train
     assert input_shape_of(train) == (1, 28, 28)
-    assert len(set(torch.bincount(train.labels).tolist())) > 1 and train.labels.bincount().min() > 600
+    assert len(set(torch.bincount(train.labels).tolist())) > 1 and train.labels.bincount().min() > 800

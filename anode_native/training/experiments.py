@@ -9,6 +9,7 @@ import yaml
 
 from .checkpoint import atomic_write_text
 from .config import ConfigError, load_config
+from .distributed import SINGLE, DistContext
 from .figures import FigureMaker, describe_figures
 from .runner import ExperimentResult, run_config, summary_markdown
 
@@ -38,14 +39,19 @@ def experiment_config(name: str, overrides: Optional[dict] = None) -> dict:
 
 
 def run_experiment(config: dict, out_dir, resume: bool = False, progress: Optional[bool] = None,
-                   log: Callable[[str], None] = print) -> Tuple[ExperimentResult, List[Path]]:
-    """Train a config, draw its figures, and write summary.md (table, failures, figure links)."""
+                   log: Callable[[str], None] = print, dist: DistContext = SINGLE
+                   ) -> Tuple[ExperimentResult, List[Path]]:
+    """Train a config, draw its figures, and write summary.md (table, failures, figure links).
+    Under DDP every rank trains; rank 0 alone logs, draws and writes."""
     out_dir = Path(out_dir)
     figures = FigureMaker(config, log=log)
-    log(f"{config['name']}: {len(config['models'])} model(s) x {config['repeats']} repeat(s), "
-        f"{config['training']['epochs']} epochs -> {out_dir}")
+    if dist.is_main:
+        log(f"{config['name']}: {len(config['models'])} model(s) x {config['repeats']} repeat(s), "
+            f"{config['training']['epochs']} epochs -> {out_dir}")
     result = run_config(config, out_dir, resume=resume, progress=progress, log=log,
-                        callbacks_for=figures.callbacks_for)
+                        callbacks_for=figures.callbacks_for, dist=dist)
+    if not dist.is_main:
+        return result, []
     paths = figures.make(result)
     text = summary_markdown(result)
     if paths:

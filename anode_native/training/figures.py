@@ -59,7 +59,7 @@ class FigureMaker:
             if snaps and snaps[-1][0] == trainer.iteration:
                 return
             with torch.no_grad():
-                feats, _ = trainer.model(x.to(trainer.device), return_features=True)
+                feats, _ = trainer.module(x.to(trainer.device), return_features=True)
             snaps.append([trainer.iteration, feats.detach().cpu()])
         return [snapshot]
 
@@ -88,8 +88,15 @@ class FigureMaker:
                                    title=self._title(result, "training loss"))]
 
     def _fig_accuracy(self, result, out_dir):
-        return [viz.plot_histories(self._histories(result), out_dir / "accuracy.png",
-                                   key="accuracy", title=self._title(result, "accuracy"))]
+        return [viz.plot_accuracy(self._histories(result), out_dir / "accuracy.png",
+                                  title=self._title(result, "accuracy"))]
+
+    def _fig_accuracy_vs_nfe(self, result, out_dir):
+        hist = self._histories(result, ode_only=True)
+        if not hist:
+            return []
+        return [viz.plot_accuracy_vs_nfe(hist, out_dir / "accuracy_vs_nfe.png",
+                                         title=self._title(result, "accuracy against NFE"))]
 
     def _fig_nfe(self, result, out_dir):
         hist = self._histories(result, ode_only=True)

@@ -7,6 +7,9 @@ Layout of an output directory::
     OUT/<label>/rep<k>/            checkpoint.pt, history.json, history.csv [, val_history.csv]
     OUT/results.json               per-run final metrics
     OUT/summary.md                 the table (final loss, NFE forward/backward, time, parameters)
+
+Under torchrun (`dist`, see distributed.py) every rank runs the same loop on its shards and only
+rank 0 writes files and logs.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from ..data.toy import ToyDataset
 from ..nn import count_parameters
 from .checkpoint import atomic_write_text, seed_everything
 from .config import ConfigError, merge
+from .distributed import SINGLE, DistContext
 from .logs import dump_json, fmt_mean_std, markdown_table
 from .registry import DATASETS, MODELS
 from .trainer import Trainer, format_failure, last_epoch_mean
@@ -113,26 +117,38 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
 
 def run_one(config: dict, label: str, repeat: int, train_set: Dataset, val_set: Optional[Dataset],
             out_dir: Path, resume: bool = False, progress: Optional[bool] = None,
-            callbacks: Sequence[Callable] = (), log: Callable[[str], None] = print) -> RunResult:
+            callbacks: Sequence[Callable] = (), log: Callable[[str], None] = print,
+            dist: DistContext = SINGLE) -> RunResult:
     training = config["training"]
-    device = torch.device(config["device"])
-    seed_everything(config["seed"] * 1000 + repeat)
+    device = dist.device(config["device"])
+    dtype = getattr(torch, training["dtype"])
+    seed = config["seed"] * 1000 + repeat
+    seed_everything(seed)
     model = build_model(config["models"][label], input_shape_of(train_set), output_dim_of(config))
-    model.to(device)
+    model.to(device=device, dtype=dtype)
+    num_parameters = count_parameters(model)
+    log(f"  {label} rep{repeat}: {num_parameters:,} parameters"
+        + (f", {dist.world_size} processes ({dist.backend})" if dist.enabled else ""))
     optimizer = torch.optim.Adam(model.parameters(), lr=training["lr"],
                                  weight_decay=training["weight_decay"])
     run_dir = out_dir / run_dir_name(label) / f"rep{repeat}"
-    trainer = Trainer(model, optimizer, loss=training["loss"], device=device, out_dir=run_dir,
-                      checkpoint_every=training["checkpoint_every"], eval_every=training["eval_every"],
-                      callbacks=callbacks, progress=progress, desc=f"{label} rep{repeat}")
+    trainer = Trainer(dist.wrap(model), optimizer, loss=training["loss"], device=device,
+                      out_dir=run_dir, checkpoint_every=training["checkpoint_every"],
+                      eval_every=training["eval_every"], callbacks=callbacks, progress=progress,
+                      desc=f"{label} rep{repeat}", dist=dist, dtype=dtype)
     try:
         if resume and trainer.resume():
             log(f"  resumed {label} rep{repeat} at iteration {trainer.iteration}")
     except (RuntimeError, ValueError, KeyError) as err:
         raise ConfigError(f"cannot resume from {trainer.checkpoint_path}: it does not match the "
                           f"config's model '{label}' ({' '.join(str(err).split())[:200]})") from None
-    loader = make_loader(train_set, training["batch_size"], shuffle=True)
-    val_loader = make_loader(val_set, training["eval_batch_size"], False) if val_set is not None else None
+    if dist.enabled:
+        loader = dist.train_loader(train_set, training["batch_size"], training["shuffle"], seed)
+        eval_loader = dist.eval_loader
+    else:
+        loader = make_loader(train_set, training["batch_size"], shuffle=training["shuffle"])
+        eval_loader = lambda ds, b: make_loader(ds, b, False)  # noqa: E731
+    val_loader = eval_loader(val_set, training["eval_batch_size"]) if val_set is not None else None
     history = trainer.train(loader, training["epochs"], val_loader)
     final = {"time": trainer.elapsed, "iterations": trainer.iteration,
              "loss_last_epoch": last_epoch_mean(history, "loss") if history["loss"] else math.nan,
@@ -141,20 +157,31 @@ def run_one(config: dict, label: str, repeat: int, train_set: Dataset, val_set: 
     if trainer.failed:
         log(f"  {label} rep{repeat}: {format_failure(history['failure'])}")
     else:
-        final.update(_final_metrics(trainer, train_set, val_set, training["eval_batch_size"]))
-    return RunResult(label, repeat, model, history, count_parameters(model), run_dir, final,
+        final.update(_final_metrics(trainer, train_set if training["eval_train"] else None,
+                                    val_set, training["eval_batch_size"], eval_loader))
+    if dist.enabled:   # DDP keeps replicas equal; check it rather than trust it
+        final["replica_max_abs_diff"] = dist.replica_divergence(model)
+    return RunResult(label, repeat, model, history, num_parameters, run_dir, final,
                      trainer.extra_state, train_set)
 
 
-def _final_metrics(trainer: Trainer, train_set, val_set, batch_size: int) -> dict:
+def _final_metrics(trainer: Trainer, train_set, val_set, batch_size: int, eval_loader) -> dict:
+    """Loss and accuracy on the training set (if given) and the validation set after training.
+    A validation done at the last iteration is reused rather than computed again."""
     out = {}
     try:
-        metrics = trainer.evaluate(make_loader(train_set, batch_size, False))
-        out.update(train_loss=metrics["loss"], train_accuracy=metrics["accuracy"],
-                   eval_nfe_forward=metrics["nfe_forward"])
+        if train_set is not None:
+            metrics = trainer.evaluate(eval_loader(train_set, batch_size))
+            out.update(train_loss=metrics["loss"], train_accuracy=metrics["accuracy"],
+                       eval_nfe_forward=metrics["nfe_forward"])
         if val_set is not None:
-            metrics = trainer.evaluate(make_loader(val_set, batch_size, False))
-            out.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"])
+            val = trainer.history["val"]
+            if val["iteration"] and val["iteration"][-1] == trainer.iteration:
+                metrics = {key: val[key][-1] for key in ("loss", "accuracy", "nfe_forward")}
+            else:
+                metrics = trainer.evaluate(eval_loader(val_set, batch_size))
+            out.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"],
+                       val_nfe_forward=metrics["nfe_forward"])
     except Exception as err:  # a solver failure while evaluating is reported, not raised
         out["eval_error"] = f"{type(err).__name__}: {' '.join(str(err).split())}"
     return out
@@ -162,13 +189,17 @@ def _final_metrics(trainer: Trainer, train_set, val_set, batch_size: int) -> dic
 
 def run_config(config: dict, out_dir, resume: bool = False, progress: Optional[bool] = None,
                log: Callable[[str], None] = print,
-               callbacks_for: Optional[Callable[[str, int, Dataset], Sequence[Callable]]] = None
-               ) -> ExperimentResult:
+               callbacks_for: Optional[Callable[[str, int, Dataset], Sequence[Callable]]] = None,
+               dist: DistContext = SINGLE) -> ExperimentResult:
     """Train every (label, repeat) of a validated config. `callbacks_for(label, repeat,
-    train_set)` may return Trainer callbacks for that run (e.g. feature snapshots for a figure)."""
+    train_set)` may return Trainer callbacks for that run (e.g. feature snapshots for a figure).
+    Under DDP only rank 0 logs and writes files."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(yaml.safe_dump(config, sort_keys=False), out_dir / "config.yaml")
+    if not dist.is_main:
+        log = _silent
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(yaml.safe_dump(config, sort_keys=False), out_dir / "config.yaml")
     default_train, default_val = build_datasets(config)
     start = time.perf_counter()
     runs: Dict[str, List[RunResult]] = {}
@@ -180,15 +211,30 @@ def run_config(config: dict, out_dir, resume: bool = False, progress: Optional[b
             cbs = callbacks_for(label, repeat, train_set) if callbacks_for else ()
             t0 = time.perf_counter()
             result = run_one(config, label, repeat, train_set, val_set, out_dir, resume,
-                             progress, cbs, log)
+                             progress, cbs, log, dist)
             runs[label].append(result)
-            loss, nfe = result.final.get("train_loss", math.nan), result.final["nfe_forward"]
-            log(f"  {config['name']}: {label} rep{repeat} done in {time.perf_counter() - t0:.1f}s, "
-                f"loss {loss:.4f}" + ("" if math.isnan(nfe) else f", NFE fwd {nfe:.1f}"))
+            log(f"  {config['name']}: {label} rep{repeat} done in {time.perf_counter() - t0:.1f}s"
+                + _short_metrics(result.final))
     result = ExperimentResult(config, out_dir, default_train, default_val, runs,
                               time.perf_counter() - start)
-    write_results(result)
+    if dist.is_main:
+        write_results(result)
     return result
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+def _short_metrics(final: dict) -> str:
+    parts = []
+    for key, name, fmt in (("train_loss", "loss", ".4f"), ("val_loss", "test loss", ".4f"),
+                           ("val_accuracy", "test accuracy", ".4f"), ("nfe_forward", "NFE fwd", ".1f"),
+                           ("nfe_backward", "NFE bwd", ".1f")):
+        value = final.get(key)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            parts.append(f"{name} {value:{fmt}}")
+    return (", " + ", ".join(parts)) if parts else ""
 
 
 SUMMARY_HEADER = ("model", "params", "final loss", "last-epoch loss", "accuracy",
@@ -196,7 +242,9 @@ SUMMARY_HEADER = ("model", "params", "final loss", "last-epoch loss", "accuracy"
 
 
 def summary_header(result: ExperimentResult) -> tuple:
-    return SUMMARY_HEADER[:5] + ("val loss",) + SUMMARY_HEADER[5:] if result.val_set is not None else SUMMARY_HEADER
+    if result.val_set is None:
+        return SUMMARY_HEADER
+    return SUMMARY_HEADER[:5] + ("val loss", "val accuracy") + SUMMARY_HEADER[5:]
 
 
 def summary_rows(result: ExperimentResult) -> List[List[str]]:
@@ -208,7 +256,8 @@ def summary_rows(result: ExperimentResult) -> List[List[str]]:
         rows.append([
             label, str(runs[0].num_parameters), fmt_mean_std(col("train_loss")),
             fmt_mean_std(col("loss_last_epoch")), fmt_mean_std(col("train_accuracy"), 3),
-            *([fmt_mean_std(col("val_loss"))] if result.val_set is not None else []),
+            *([fmt_mean_std(col("val_loss")), fmt_mean_std(col("val_accuracy"), 4)]
+              if result.val_set is not None else []),
             fmt_mean_std(col("nfe_forward"), 1) if is_ode else "-",
             fmt_mean_std(col("nfe_backward"), 1) if is_ode else "-",
             fmt_mean_std([r.final["time"] for r in runs], 1),

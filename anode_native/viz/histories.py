@@ -126,3 +126,57 @@ def plot_val_curves(results: Dict[str, List[dict]], path: PathLike, title: Optio
     ax.legend()
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def _val_series(histories: Sequence[dict], key: str):
+    """(iterations, (repeats, evaluations) array) of history["val"][key], or None."""
+    vals = [h.get("val") or {} for h in histories]
+    arr = stack_histories(vals, key)
+    if arr is None:
+        return None
+    its = next(v["iteration"] for v in vals if len(v.get("iteration", [])) >= arr.shape[1])
+    return np.asarray(its[: arr.shape[1]], dtype=float), arr
+
+
+def plot_accuracy(results: Dict[str, List[dict]], path: PathLike, smooth: int = 5,
+                  title: Optional[str] = None) -> Path:
+    """Accuracy against iterations: on the training batches (solid, smoothed) and on the
+    validation/test set where it was evaluated (dashed, markers); mean and min-max band."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for i, (label, histories) in enumerate(results.items()):
+        color = _color(label, i)
+        arr = stack_histories(histories, "accuracy", smooth)
+        if arr is not None:
+            _mean_band(ax, np.arange(arr.shape[1]) + smooth, arr, f"{label} train", color)
+        val = _val_series(histories, "accuracy")
+        if val is not None:
+            _mean_band(ax, val[0], val[1], f"{label} test", color, "--")
+            ax.plot(val[0], np.nanmean(val[1], 0), "o", color=color, markersize=3)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title or "accuracy (mean, band: min to max over repeats)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_nfe(results: Dict[str, List[dict]], path: PathLike, smooth: int = 5,
+                         title: Optional[str] = None) -> Path:
+    """Training accuracy against forward NFE, one point per (smoothed) iteration and repeat
+    (later iterations darker), as the paper's NFE-against-loss plots."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for i, (label, histories) in enumerate(results.items()):
+        nfe = stack_histories(histories, "nfe_forward", smooth)
+        acc = stack_histories(histories, "accuracy", smooth)
+        if nfe is None or acc is None:
+            continue
+        n = min(nfe.shape[1], acc.shape[1])
+        alpha = np.tile(np.linspace(0.15, 1.0, n), nfe.shape[0])
+        ax.scatter(nfe[:, :n].ravel(), acc[:, :n].ravel(), s=6, color=_color(label, i), alpha=alpha,
+                   label=label)
+    ax.set_xlabel("NFE (forward)")
+    ax.set_ylabel("training accuracy")
+    ax.set_title(title or "accuracy against NFE (later iterations darker)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

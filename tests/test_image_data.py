@@ -23,18 +23,11 @@ from anode_native.data.images import (
     load_image_splits,
     select_subset,
 )
+from conftest import shared_mnist_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def shared_mnist_dir():
-    """Real MNIST for tests: $ANODE_MNIST_DIR, else ../shared/data/mnist beside the repo root.
-    Tests only; the package never looks there."""
-    candidates = [os.environ.get("ANODE_MNIST_DIR"), REPO_ROOT.parent / "shared" / "data" / "mnist"]
-    for c in candidates:
-        if c and (Path(c) / "train-images-idx3-ubyte.gz").is_file():
-            return Path(c)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 run from the shared files, `anode report` (Table 1 and figures from saved histories), the
 training options the image runs use, and --device cuda without a GPU."""
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from anode_native.nn import count_parameters
 from anode_native.training.config import ConfigError, load_config
 from anode_native.training.experiments import experiment_config
 from anode_native.training.runner import build_datasets, build_model, input_shape_of, output_dim_of
+from conftest import shared_mnist_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,20 +30,6 @@ PARAMETERS = {
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "svhn": (3, 32, 32), "digits": (1, 8, 8)}
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def shared_mnist_dir():
-    """Real MNIST: $ANODE_MNIST_DIR, else ../shared/data/mnist beside the repo root."""
-    for c in (os.environ.get("ANODE_MNIST_DIR"), REPO.parent / "shared" / "data" / "mnist"):
-        if c and (Path(c) / "train-images-idx3-ubyte.gz").is_file():
-            return Path(c)
-    return None
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))

@@ -8,16 +8,6 @@ from anode_native.nn import (ConvODEFunc, ConvODENet, ODEBlock, ODEFunc, ODENet,
 from anode_native.stats import SolverStats
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny toy batches run fastest on one thread; on a busy 2-core machine torch's default of
-    two intra-op threads makes them tens of times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Counting(nn.Module):
     """Wraps a vector field and counts its calls (to check the engine's statistics)."""
 

@@ -13,16 +13,6 @@ from anode_native.training.checkpoint import atomic_torch_save, load_checkpoint
 from anode_native.training.runner import make_loader
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny toy batches run fastest on one thread; on a busy 2-core machine torch's default of
-    two intra-op threads makes them tens of times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def sphere(n_in=40, n_out=80, seed=0):
     return ConcentricSphere(2, num_points_inner=n_in, num_points_outer=n_out, seed=seed)
 

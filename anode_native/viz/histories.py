@@ -47,6 +47,16 @@ def _mean_band(ax, x, arr, label, color, linestyle="-"):
         ax.fill_between(x, np.nanmin(arr, 0), np.nanmax(arr, 0), color=color, alpha=0.2, linewidth=0)
 
 
+def _finish(fig, ax, path: PathLike, xlabel: str, ylabel: str, title: str) -> Path:
+    """Labels, legend and grid every plot here shares, then save."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_histories(results: Dict[str, List[dict]], path: PathLike, key: str = "loss",
                    ylabel: Optional[str] = None, smooth: int = 5, logy: bool = False,
                    title: Optional[str] = None) -> Path:
@@ -58,14 +68,9 @@ def plot_histories(results: Dict[str, List[dict]], path: PathLike, key: str = "l
             continue
         x = np.arange(arr.shape[1]) + smooth
         _mean_band(ax, x, arr, f"{label} (n={arr.shape[0]})", _color(label, i))
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(ylabel or key)
     if logy:
         ax.set_yscale("log")
-    ax.set_title(title or f"{ylabel or key} (mean, band: min to max over repeats)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _finish(fig, ax, path, "iteration", ylabel or key, title or f"{ylabel or key} (mean, band: min to max over repeats)")
 
 
 def plot_nfe(results: Dict[str, List[dict]], path: PathLike, smooth: int = 5,
@@ -78,12 +83,7 @@ def plot_nfe(results: Dict[str, List[dict]], path: PathLike, smooth: int = 5,
             arr = stack_histories(histories, key, smooth)
             if arr is not None:
                 _mean_band(ax, np.arange(arr.shape[1]) + smooth, arr, f"{label} {name}", color, style)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("function evaluations")
-    ax.set_title(title or "NFE per iteration (mean, band: min to max over repeats)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _finish(fig, ax, path, "iteration", "function evaluations", title or "NFE per iteration (mean, band: min to max over repeats)")
 
 
 def plot_nfe_vs_loss(results: Dict[str, List[dict]], path: PathLike, smooth: int = 5,
@@ -152,12 +152,7 @@ def plot_accuracy(results: Dict[str, List[dict]], path: PathLike, smooth: int = 
         if val is not None:
             _mean_band(ax, val[0], val[1], f"{label} test", color, "--")
             ax.plot(val[0], np.nanmean(val[1], 0), "o", color=color, markersize=3)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title or "accuracy (mean, band: min to max over repeats)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _finish(fig, ax, path, "iteration", "accuracy", title or "accuracy (mean, band: min to max over repeats)")
 
 
 def plot_accuracy_vs_nfe(results: Dict[str, List[dict]], path: PathLike, smooth: int = 5,
@@ -174,9 +169,4 @@ def plot_accuracy_vs_nfe(results: Dict[str, List[dict]], path: PathLike, smooth:
         alpha = np.tile(np.linspace(0.15, 1.0, n), nfe.shape[0])
         ax.scatter(nfe[:, :n].ravel(), acc[:, :n].ravel(), s=6, color=_color(label, i), alpha=alpha,
                    label=label)
-    ax.set_xlabel("NFE (forward)")
-    ax.set_ylabel("training accuracy")
-    ax.set_title(title or "accuracy against NFE (later iterations darker)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _finish(fig, ax, path, "NFE (forward)", "training accuracy", title or "accuracy against NFE (later iterations darker)")

@@ -64,6 +64,11 @@ def _check_times(t) -> list:
 
 def _tolerance(name: str, value, shapes, y0: torch.Tensor) -> torch.Tensor:
     """A float64 tolerance: 0-dim, or one value per element of the (flattened) state."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # The common case, checked in Python: a solve of a small model is only a few hundred us.
+        if not (math.isfinite(value) and value >= 0):
+            raise InvalidInputError(f"{name} must be finite and non-negative, got {value}")
+        return torch.full((), float(value), dtype=torch.float64, device=y0.device)
     if shapes is not None and isinstance(value, (tuple, list)):
         if len(value) != len(shapes):
             raise InvalidInputError(f"{name} has {len(value)} entries but the state tuple has {len(shapes)}")

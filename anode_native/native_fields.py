@@ -13,12 +13,15 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 
 from torch import nn
 
 from . import _C
 
 _state = threading.local()
+# module -> (layer key, NativeField); kept outside the module so deepcopy and pickling are unaffected.
+_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def native_fields_enabled() -> bool:
@@ -105,5 +108,13 @@ def native_form(func):
     activation = _activation(getattr(func, "non_linearity", None))
     if layers is None or activation is None:
         return None
+    # The field holds the parameter tensors themselves (in-place optimizer steps, `.data = ...` and
+    # `.to()` keep them), so it is rebuilt only when a layer is given a different parameter object.
+    key = (activation, tuple((kind, id(w), id(b), pad, ti) for kind, w, b, pad, ti in layers))
+    cached = _cache.get(func)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     kinds, weights, biases, paddings, time_inputs = (list(column) for column in zip(*layers))
-    return _C.NativeField(kinds, weights, biases, paddings, time_inputs, activation)
+    field = _C.NativeField(kinds, weights, biases, paddings, time_inputs, activation)
+    _cache[func] = (key, field)
+    return field

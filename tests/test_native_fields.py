@@ -98,3 +98,24 @@ def test_modules_with_forward_hooks_take_the_python_path():
     assert len(calls) == stats.nfe_forward > 0  # the hook ran once per evaluation
     handle.remove()
     assert native_form(field) is not None
+
+
+def test_native_form_follows_parameter_replacement_and_keeps_modules_copyable():
+    import copy
+    import pickle
+
+    field = mlp()
+    first = native_form(field)
+    assert native_form(field) is first  # reused while the layers hold the same parameters
+    y = torch.randn(4, 3, dtype=F64)
+    t = torch.tensor(0.2, dtype=F64)
+    with torch.no_grad():
+        field.fc2.weight.mul_(2.0)  # in place, as an optimizer step: the cached field sees it
+    torch.testing.assert_close(native_form(field)(t, y), field(t, y))
+    field.fc2.weight = torch.nn.Parameter(torch.randn(16, 16, dtype=F64))
+    rebuilt = native_form(field)
+    assert rebuilt is not first
+    torch.testing.assert_close(rebuilt(t, y), field(t, y))
+    clone = copy.deepcopy(field)
+    pickle.loads(pickle.dumps(clone))
+    torch.testing.assert_close(native_form(clone)(t, y), field(t, y))

@@ -81,8 +81,7 @@ double Dopri5Solver::norm(const at::Tensor& y0, const at::Tensor& y1, at::Tensor
 double Dopri5Solver::initial_step(const at::Tensor& y0, const at::Tensor& f0) {
   at::NoGradGuard no_grad;  // only a step size comes out of here
   // torchdiffeq forms the 1e-6 fallbacks in the state's dtype.
-  const bool single = y0.scalar_type() != at::kDouble;
-  const auto in_state_dtype = [single](double x) { return single ? static_cast<double>(static_cast<float>(x)) : x; };
+  const auto in_state_dtype = [this](double x) { return single_ ? static_cast<double>(static_cast<float>(x)) : x; };
   const double d0 = norm(y0, y0, {y0}, {1.0}, 1.0);
   const double d1 = norm(y0, y0, {f0}, {1.0}, 1.0);
   // The norms are NaN or Inf when y0 or f0 is not finite (or overflows): tell which, only then.
@@ -109,18 +108,14 @@ void Dopri5Solver::check_finite_start(const at::Tensor& y0, const at::Tensor& f0
   }
 }
 
-void Dopri5Solver::fail_non_finite(const at::Tensor& y1) {
+void Dopri5Solver::fail_non_finite(at::TensorList k, const at::Tensor& y1) {
   const char* what = "error estimate";
   if (!all_finite(y_cur_)) {
     what = "state";
-  } else {
-    for (size_t j = 0; j < k_.size(); ++j) {
-      if (!all_finite(k_[j])) {
-        what = "derivative (func output)";
-        break;
-      }
-    }
-    if (std::string(what) == "error estimate" && !all_finite(y1)) what = "state";
+  } else if (std::any_of(k.begin(), k.end(), [](const at::Tensor& kj) { return !all_finite(kj); })) {
+    what = "derivative (func output)";
+  } else if (!all_finite(y1)) {
+    what = "state";
   }
   fail(ErrorKind::NonFinite, "non-finite values (NaN or Inf) in the ", what, " during the ", options_.phase,
        " solve at t = ", user_time(tau_cur_), " (dt = ", sign_ * h_, ", step ", stats_.accepted + stats_.rejected + 1,
@@ -142,25 +137,19 @@ void Dopri5Solver::attempt_step() {
          user_time(tau_cur_), ": dt = ", sign_ * h_, " no longer advances time (step ", step_number, ")");
   }
   double h = h_;
-  // Land exactly on prescribed grid points (step_t) and discontinuities (jump_t), in that order.
-  bool on_step_t = false, on_jump_t = false;
-  if (!step_tau_.empty()) {
-    const double next = step_tau_[next_step_index_];
-    on_step_t = tau_cur_ < next && next < tau_cur_ + h;
-    if (on_step_t) {
-      tau1 = next;
-      h = round_time(tau1 - tau_cur_);
-    }
-  }
-  if (!jump_tau_.empty()) {
-    const double next = jump_tau_[next_jump_index_];
-    on_jump_t = tau_cur_ < next && next < tau_cur_ + h;
-    if (on_jump_t) {
-      on_step_t = false;
-      tau1 = next;
-      h = round_time(tau1 - tau_cur_);
-    }
-  }
+  // Land exactly on prescribed grid points (step_t) and discontinuities (jump_t), in that order:
+  // the jump_t test sees the step already shortened by step_t.
+  const auto cut_at = [&](const std::vector<double>& marks, size_t index) {
+    if (marks.empty()) return false;
+    const double next = marks[index];
+    if (!(tau_cur_ < next && next < tau_cur_ + h)) return false;
+    tau1 = next;
+    h = round_time(tau1 - tau_cur_);
+    return true;
+  };
+  bool on_step_t = cut_at(step_tau_, next_step_index_);
+  const bool on_jump_t = cut_at(jump_tau_, next_jump_index_);
+  if (on_jump_t) on_step_t = false;
 
   const double dt = sign_ * h;
   std::vector<at::Tensor> k(dp5::kStages);
@@ -175,10 +164,7 @@ void Dopri5Solver::attempt_step() {
   }
   const at::Tensor& y1 = yi;  // the input of stage 7 is the 5th-order solution (FSAL)
   const double ratio = norm(y_cur_, y1, k, dp5::E, dt);
-  if (!std::isfinite(ratio)) {
-    k_ = k;
-    fail_non_finite(y1);
-  }
+  if (!std::isfinite(ratio)) fail_non_finite(k, y1);
 
   // torchdiffeq's min/max stepping: a step of at most min_step is always accepted.
   const bool accept = (ratio <= 1.0 && h <= options_.max_step) || h <= options_.min_step;

@@ -57,7 +57,7 @@ class Dopri5Solver {
   double user_time(double tau) const { return sign_ * tau; }
   double perturb(double tau, double direction) const;
   double stage_time(double tau0, double c, double h) const;
-  [[noreturn]] void fail_non_finite(const at::Tensor& y1);
+  [[noreturn]] void fail_non_finite(at::TensorList k, const at::Tensor& y1);
   void check_finite_start(const at::Tensor& y0, const at::Tensor& f0);
 
   VectorField& field_;

@@ -194,6 +194,20 @@ def fixed_step_size(problem: Problem) -> Optional[float]:
     return _float_option(problem.options, "step_size", None, positive=True)
 
 
+def forward_options(_C, problem: Problem):
+    """What the forward driver needs beyond the problem: AdaptiveOptions for dopri5, else the
+    fixed-grid step size (None: the grid is t itself)."""
+    return adaptive_options(_C, problem) if problem.method in ADAPTIVE_METHODS else fixed_step_size(problem)
+
+
+def solve_forward(_C, rhs, y0: torch.Tensor, times: list, method: str, native):
+    """One native solve (`native` from forward_options): (solution [len(times), *y0.shape],
+    (nfe, accepted, rejected))."""
+    if method in ADAPTIVE_METHODS:
+        return _C.solve_dopri5(rhs, y0, times, native)
+    return _C.solve_fixed(rhs, y0, times, method, native)
+
+
 def check_device(_C, y0: torch.Tensor) -> None:
     if y0.device.type not in ("cpu", "cuda"):
         raise InvalidInputError(f"y0 is on {y0.device}; anode_native supports CPU and CUDA tensors")
@@ -202,4 +216,5 @@ def check_device(_C, y0: torch.Tensor) -> None:
                                 "(rebuild with FORCE_CUDA=1 on a machine with nvcc)")
 
 
-__all__ = ["Problem", "prepare", "adaptive_options", "fixed_step_size", "check_device"]
+__all__ = ["Problem", "prepare", "adaptive_options", "fixed_step_size", "forward_options", "solve_forward",
+           "check_device"]

@@ -30,7 +30,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _C
 from ._inputs import (ADAPTIVE_METHODS, FIXED_METHODS, _float_option, _options, _tolerance, adaptive_options,
-                      check_device, fixed_step_size, prepare)
+                      check_device, forward_options, prepare, solve_forward)
 from .errors import InvalidInputError
 from .native_fields import native_form
 from .stats import SolverStats, _set_last_stats
@@ -55,10 +55,7 @@ class _OdeintAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, run: _Run, y0, t, *params):
         # Autograd is off inside Function.forward: func builds no graph here.
-        if run.forward_method in ADAPTIVE_METHODS:
-            solution, native_stats = _C.solve_dopri5(run.func, y0, run.times, run.forward_native)
-        else:
-            solution, native_stats = _C.solve_fixed(run.func, y0, run.times, run.forward_method, run.forward_native)
+        solution, native_stats = solve_forward(_C, run.func, y0, run.times, run.forward_method, run.forward_native)
         run.stats.nfe_forward, run.stats.accepted_forward, run.stats.rejected_forward = native_stats
         ctx.run = run
         ctx.t_dtype_device = (t.dtype, t.device)
@@ -166,8 +163,7 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method=None, options=No
     if len(problem.times) == 1:
         return problem.unpack(problem.y0.unsqueeze(0))
 
-    forward_native = (adaptive_options(_C, problem) if problem.method in ADAPTIVE_METHODS
-                      else fixed_step_size(problem))
+    forward_native = forward_options(_C, problem)
     backward_native, backward_fixed, backward_step = _backward_options(
         problem, params, adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options, norm)
     # The library's own vector fields run inside the driver, forward and backward, with no Python

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import _C
-from ._inputs import ADAPTIVE_METHODS, adaptive_options, check_device, fixed_step_size, prepare
+from ._inputs import check_device, forward_options, prepare, solve_forward
 from .native_fields import native_form
 from .stats import SolverStats, _set_last_stats
 
@@ -46,11 +46,7 @@ def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, 
         return problem.unpack(solution)
     # The library's own vector fields run inside the driver with no Python per evaluation.
     rhs = native_form(problem.func) or problem.func
-    if problem.method in ADAPTIVE_METHODS:
-        native = adaptive_options(_C, problem)
-        solution, native_stats = _C.solve_dopri5(rhs, problem.y0, problem.times, native)
-    else:
-        solution, native_stats = _C.solve_fixed(rhs, problem.y0, problem.times, problem.method,
-                                                fixed_step_size(problem))
+    solution, native_stats = solve_forward(_C, rhs, problem.y0, problem.times, problem.method,
+                                           forward_options(_C, problem))
     _record(stats, native_stats, solution)
     return problem.unpack(solution)

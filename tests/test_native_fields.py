@@ -119,3 +119,16 @@ def test_native_form_follows_parameter_replacement_and_keeps_modules_copyable():
     clone = copy.deepcopy(field)
     pickle.loads(pickle.dumps(clone))
     torch.testing.assert_close(native_form(clone)(t, y), field(t, y))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(kinds=["dense"], activation="relu"), "unknown layer kind 'dense'"),
+    (dict(kinds=["linear"], activation="gelu"), "unknown activation 'gelu'"),
+    (dict(kinds=["linear", "linear"], activation="relu"), "must have the same non-zero length"),
+])
+def test_native_field_rejects_bad_layer_descriptions(kwargs, match):
+    from anode_native import _C, errors
+
+    w = torch.zeros(2, 2)
+    with pytest.raises(errors.InvalidInputError, match=match):
+        _C.NativeField(kwargs["kinds"], [w], [None], [0], [False], kwargs["activation"])
